@@ -1,0 +1,76 @@
+"""The one in-memory shape every method trains on: uint8 images plus optional labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class ImageDataset:
+    """Images as one uint8 array of shape (N, H, W, C), C = 1 (grey) or 3 (RGB).
+
+    ``images`` may be a ``numpy.memmap`` for large photo libraries: methods must read it in batches
+    (``images[i:j]``) rather than converting it whole.
+
+    Parameters
+    ----------
+    name:
+        Data set name as the user typed it ("mnist", "folder:/path", "library").
+    images:
+        uint8 array (N, H, W, C).
+    labels:
+        int64 array (N,) of ground-truth classes, or None (a user's photos have none).
+    class_names:
+        Names of the classes, index = label, or None.
+    paths:
+        Source file of each image (photo library, labelled folders), or None.
+    """
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray | None = None
+    class_names: Sequence[str] | None = None
+    paths: Sequence[str] | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim == 3:  # (N, H, W) grey → (N, H, W, 1)
+            self.images = self.images[..., None]
+        if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3):
+            raise ValueError(f"images must be (N, H, W, 1|3), got shape {self.images.shape}")
+        if self.images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8, got {self.images.dtype}")
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            if self.labels.shape != (len(self.images),):
+                raise ValueError("labels must have one entry per image")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one image."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_classes(self) -> int | None:
+        if self.class_names is not None:
+            return len(self.class_names)
+        if self.labels is not None:
+            return int(self.labels.max()) + 1
+        return None
+
+    def subset(self, indices: np.ndarray) -> "ImageDataset":
+        indices = np.asarray(indices)
+        return ImageDataset(
+            name=self.name,
+            images=self.images[indices],
+            labels=None if self.labels is None else self.labels[indices],
+            class_names=self.class_names,
+            paths=None if self.paths is None else [self.paths[i] for i in indices],
+            info=dict(self.info),
+        )

@@ -1,0 +1,56 @@
+"""Shared fixtures: an isolated PHOTOCLUSTER_HOME per test session, and the real data in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path:
+    return Path(os.environ.get("PHOTOCLUSTER_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory):
+    """Tests never touch the user's real catalog, cache or config."""
+    home = tmp_path_factory.mktemp("photocluster-home")
+    old = os.environ.get("PHOTOCLUSTER_HOME")
+    os.environ["PHOTOCLUSTER_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("PHOTOCLUSTER_HOME", None)
+    else:
+        os.environ["PHOTOCLUSTER_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _shared_data()
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(shared_data) -> Path:
+    path = shared_data / "mnist"
+    if not (path / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("real MNIST not present in ../shared/data/mnist")
+    return path
+
+
+@pytest.fixture(scope="session")
+def photos_sample(shared_data) -> Path:
+    path = shared_data / "photos-sample"
+    if not path.is_dir():
+        pytest.skip("../shared/data/photos-sample not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    path = Path("/usr/share/datasets/fashion-mnist")
+    if not path.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    return path
