@@ -98,6 +98,12 @@ class ClusteringMethod:
         return {}
 
     @classmethod
+    def smoke_params(cls) -> dict[str, Any]:
+        """Parameters that make a run take seconds on a CPU (contract and GUI tests) while still
+        separating the contract test's well-separated synthetic images. Classical methods: none."""
+        return {}
+
+    @classmethod
     def describe_protocols(cls) -> dict[str, str]:
         """One line per protocol for ``--list``."""
         return {"quick": "same as paper", "paper": "no training schedule (classical method)"}
@@ -219,3 +225,8 @@ def parse_param_overrides(method: str, assignments: list[str]) -> dict[str, Any]
             raise UsageError(f"{method}: parameter {key} expects a {type(default).__name__}, got {raw!r}") from None
         params[key] = value
     return params
+
+
+def smoke_params_for(name: str) -> dict[str, Any]:
+    """Parameters for a seconds-long run of ``name`` (contract tests, GUI tests): see ``smoke_params``."""
+    return method_class(name).smoke_params()
