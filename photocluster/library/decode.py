@@ -1,0 +1,600 @@
+"""Decode each photo once into a training-size array and a thumbnail, cached by content hash.
+
+API overview
+------------
+``decode_photo(data, size=96, thumb_size=256) -> DecodedPhoto``
+    One photo's bytes → ``array`` (uint8, size × size × 3) + ``thumbnail`` (JPEG bytes). Pure function.
+``LibraryDecoder(photos, size=96, thumb_size=256, workers=None, cache_root=None)``
+    ``steps(cancel)`` is a generator of :class:`~photocluster.progress.ProgressEvent` (stage "decode");
+    afterwards ``result`` is a :class:`DecodeResult`: ``dataset`` (an
+    :class:`~photocluster.data.dataset.ImageDataset` whose ``images`` is a ``numpy.memmap`` and whose
+    ``paths`` are the photos' paths), ``photos`` (the :class:`~photocluster.library.scan.PhotoFile` of each
+    row), ``skipped`` (files that failed to decode, with reasons), ``n_decoded`` / ``n_cached``.
+``load_library(folders, ...) -> (ScanReport, DecodeResult)``
+    Scan + decode run to the end (scripts, tests).
+``thumbnail_path(content_hash) -> Path | None``
+    The cached thumbnail of a photo, for the GUI.
+
+How a photo becomes an array (documented because every method trains on it)
+-------------------------------------------------------------------------------
+1. JPEG: ``Image.draft`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale — the smallest scale that still
+   leaves the short side ≥ ``size`` and the long side ≥ ``thumb_size``. This is most of the speed-up.
+2. The first frame only (animated GIF / WebP / multi-page TIFF).
+3. EXIF orientation applied (``ImageOps.exif_transpose``), so the array is upright as the user sees it.
+4. Converted to RGB: palette and grey images expanded; transparency (LA, RGBA, palette with a transparent
+   colour) composited on white, as a photo viewer shows it; CMYK through Pillow's conversion; 16-bit grey
+   (``I;16``) scaled 65535 → 255 (Pillow's own conversion would clip instead of scale); 32-bit ``I`` and
+   float ``F`` images scaled likewise.
+5. Training array: the short side resized to ``size`` and the centre cropped to ``size`` × ``size``
+   (one ``resize`` call with a crop box, bicubic with a reducing gap: antialiased and fast).
+6. Thumbnail: long side ``thumb_size`` (aspect kept), JPEG quality 85.
+
+Cache
+-----
+Under ``photocluster.config.cache_dir()``: ``photos/s{size}/{hash[:2]}/{hash}.npy`` (one small array per
+photo, shared by every library that contains the photo), ``thumbnails/t{thumb}/{hash[:2]}/{hash}.jpg``, and
+``libraries/{key}.u8`` — the whole library's images as one ``numpy.memmap`` (N, size, size, 3), keyed by the
+ordered content hashes, so a second run on the same folder opens it without reading a single photo. Files are
+written to a temporary name and renamed, so a killed run never leaves a half-written cache entry.
+
+Decoding runs in worker processes (``concurrent.futures.ProcessPoolExecutor`` with a forkserver or spawn
+context: safe to start from a GUI thread, unlike fork), in chunks of a few photos so that a cancel is
+honoured within about a second.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from photocluster.data.dataset import ImageDataset
+from photocluster.library.scan import (
+    FolderScan,
+    PhotoFile,
+    ScanReport,
+    SkippedFile,
+    display_path,
+    hash_bytes,
+    heif_available,
+)
+from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
+
+DEFAULT_SIZE = 96
+DEFAULT_THUMB_SIZE = 256
+THUMB_QUALITY = 85
+#: Photos per task sent to a worker: small enough that a cancel waits for at most a chunk (well under a
+#: second at tens of milliseconds per photo), large enough to amortise the inter-process round trip.
+CHUNK = 8
+#: Below this many photos to decode, worker start-up (spawn: a fresh interpreter importing numpy and
+#: Pillow, about a second) costs more than it saves; decode in this process.
+MIN_PHOTOS_FOR_WORKERS = 24
+_CACHE_VERSION = "v1"
+
+
+class DecodeError(ValueError):
+    """A photo whose pixels cannot be decoded; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class DecodedPhoto:
+    """One decoded photo: the training array (uint8, size × size × 3) and the thumbnail (JPEG bytes)."""
+
+    array: np.ndarray
+    thumbnail: bytes
+    source_mode: str
+    used_draft: bool
+
+
+@dataclass
+class DecodeResult:
+    """The photo library as a data set, plus what could not be decoded.
+
+    Attributes
+    ----------
+    dataset:
+        ``images`` is a read-only ``numpy.memmap`` (N, size, size, 3); ``paths`` are the photo paths
+        (``str``), in the same order as ``photos``; ``info["content_hashes"]`` the cache keys.
+    photos:
+        The scan record of each row of ``dataset``.
+    skipped:
+        Photos that passed the scan but failed to decode, vanished or changed since the scan.
+    n_decoded, n_cached:
+        Photos decoded now, and photos whose array came from the cache (counted per unique content).
+    """
+
+    dataset: ImageDataset | None
+    photos: list[PhotoFile] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    n_decoded: int = 0
+    n_cached: int = 0
+
+
+# -- cache layout ----------------------------------------------------------------------------------
+def _cache_root(cache_root: Path | None) -> Path:
+    if cache_root is not None:
+        return Path(cache_root)
+    from photocluster.config import cache_dir
+
+    return cache_dir()
+
+
+def array_cache_path(content_hash: str, size: int = DEFAULT_SIZE, cache_root: Path | None = None) -> Path:
+    """Where the training array of a photo is cached."""
+    return _cache_root(cache_root) / "photos" / f"{_CACHE_VERSION}-s{size}" / content_hash[:2] / f"{content_hash}.npy"
+
+
+def thumbnail_path(content_hash: str, thumb_size: int = DEFAULT_THUMB_SIZE, cache_root: Path | None = None,
+                   *, must_exist: bool = True) -> Path | None:
+    """The cached JPEG thumbnail of a photo (long side ``thumb_size``), or None if it was never decoded."""
+    path = (_cache_root(cache_root) / "thumbnails" / f"{_CACHE_VERSION}-t{thumb_size}" / content_hash[:2]
+            / f"{content_hash}.jpg")
+    if must_exist and not path.exists():
+        return None
+    return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _load_cached_array(path: Path, size: int) -> np.ndarray | None:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None  # missing or damaged cache entry: decode again
+    if array.shape != (size, size, 3) or array.dtype != np.uint8:
+        return None
+    return array
+
+
+# -- decoding one photo ----------------------------------------------------------------------------
+def _draft_scale_request(width: int, height: int, size: int, thumb_size: int) -> tuple[int, int]:
+    """The smallest (w, h) that still gives short side ≥ size and long side ≥ thumb_size."""
+    scale = max(size / min(width, height), thumb_size / max(width, height))
+    scale = min(1.0, scale)
+    return max(1, int(np.ceil(width * scale))), max(1, int(np.ceil(height * scale)))
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """16/32-bit integer or float pixels → uint8 by scaling, not clipping."""
+    values = values.astype(np.float64)
+    if values.size == 0:
+        return values.astype(np.uint8)
+    top = float(values.max())
+    if np.issubdtype(values.dtype, np.floating) and top <= 1.0 and values.min() >= 0.0:
+        scaled = values * 255.0  # float images in 0..1
+    elif top <= 255.0:
+        scaled = values
+    else:
+        scaled = values / 257.0  # 0..65535 → 0..255 (65535 / 257 = 255 exactly)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode → RGB; transparency composited on white. Raises DecodeError on unknown modes."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+    elif mode == "PA":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        grey = _scale_to_uint8(np.asarray(img))
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode in ("1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        return img.convert("RGB")
+    raise DecodeError(f"unsupported image mode {mode!r}")
+
+
+def decode_photo(data: bytes, size: int = DEFAULT_SIZE, thumb_size: int = DEFAULT_THUMB_SIZE,
+                 *, max_pixels: int | None = None) -> DecodedPhoto:
+    """Decode one photo's bytes into the training array and the thumbnail.
+
+    Parameters
+    ----------
+    data:
+        The file's bytes.
+    size:
+        Side of the square training array (short side resized to ``size``, centre crop).
+    thumb_size:
+        Long side of the thumbnail.
+    max_pixels:
+        Decompression-bomb limit (default Pillow's ``Image.MAX_IMAGE_PIXELS``); the warning Pillow gives
+        between 1x and 2x the limit is treated as an error.
+
+    Raises
+    ------
+    DecodeError
+        With the reason (truncated data, not an image, decompression bomb, unsupported mode, ...).
+    """
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if limit and width * height > limit:
+                raise DecodeError(f"decompression bomb refused ({width}x{height} pixels is more than {limit})")
+            source_mode = img.mode
+            used_draft = False
+            if img.format == "JPEG":
+                request = _draft_scale_request(width, height, size, thumb_size)
+                if request[0] < width:
+                    img.draft(img.mode if img.mode in ("RGB", "L") else None, request)
+                    used_draft = img.size != (width, height)
+            img.load()  # first frame only: decoding the rest of an animation is wasted work
+            try:
+                img = ImageOps.exif_transpose(img)
+            except Exception:  # a malformed EXIF block must not cost the photo; keep it unrotated
+                pass
+            rgb = to_rgb(img)
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(f"decompression bomb refused ({exc})") from None
+    except UnidentifiedImageError:
+        raise DecodeError("not an image (no known image format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        text = str(exc)
+        if "truncated" in text.lower() or isinstance(exc, EOFError):
+            raise DecodeError(f"truncated image data ({text or type(exc).__name__})") from None
+        raise DecodeError(f"damaged image data ({type(exc).__name__}: {text})") from None
+    except MemoryError:
+        raise DecodeError("image too large to decode in memory") from None
+
+    w, h = rgb.size
+    side = min(w, h)
+    left, top = (w - side) / 2.0, (h - side) / 2.0
+    square = rgb.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side),
+                        reducing_gap=2.0)
+    array = np.asarray(square, dtype=np.uint8).copy()
+
+    thumb = rgb.copy()
+    thumb.thumbnail((thumb_size, thumb_size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=THUMB_QUALITY)
+    return DecodedPhoto(array=array, thumbnail=buffer.getvalue(), source_mode=source_mode, used_draft=used_draft)
+
+
+# -- the worker task -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Job:
+    index: int
+    path: str
+    content_hash: str
+    size_bytes: int
+    mtime_ns: int
+
+
+def _decode_job(job: _Job, size: int, thumb_size: int, cache_root: str,
+                max_pixels: int | None) -> tuple[int, np.ndarray | None, str | None, bool]:
+    """Decode one photo for the library; returns (index, array or None, skip reason or None, decoded?).
+
+    Checks that the file is the one the scan saw (size, mtime, then the content hash of the bytes
+    actually decoded): a file replaced after the scan must not be cached under the old hash.
+    """
+    root = Path(cache_root)
+    path = Path(job.path)
+    try:
+        st = path.stat()
+        if st.st_size != job.size_bytes or st.st_mtime_ns != job.mtime_ns:
+            return job.index, None, "changed since the scan (size or modification time differs); scan again", False
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return job.index, None, "vanished before it could be decoded (deleted or moved after the scan)", False
+    except PermissionError:
+        return job.index, None, "unreadable: permission denied while decoding", False
+    except OSError as exc:
+        return job.index, None, f"unreadable: {exc.strerror or exc} while decoding", False
+    if hash_bytes(data) != job.content_hash:
+        return job.index, None, "changed since the scan (content differs); scan again", False
+    if path.suffix.lower() in (".heic", ".heif"):
+        heif_available()
+    try:
+        decoded = decode_photo(data, size, thumb_size, max_pixels=max_pixels)
+    except DecodeError as exc:
+        return job.index, None, str(exc), True
+    _atomic_write(thumbnail_path(job.content_hash, thumb_size, root, must_exist=False), decoded.thumbnail)
+    buffer = io.BytesIO()
+    np.save(buffer, decoded.array, allow_pickle=False)
+    _atomic_write(array_cache_path(job.content_hash, size, root), buffer.getvalue())
+    return job.index, decoded.array, None, True
+
+
+def _decode_chunk(jobs: list[_Job], size: int, thumb_size: int, cache_root: str,
+                  max_pixels: int | None) -> list[tuple[int, np.ndarray | None, str | None, bool]]:
+    # Worker processes do not inherit the parent's truncated-image setting under spawn; make it explicit
+    # that truncated files are errors, never silently padded with grey.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    return [_decode_job(job, size, thumb_size, cache_root, max_pixels) for job in jobs]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver where it exists (POSIX), else spawn: never plain fork, which is unsafe from a process
+    that has a GUI or other threads running."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def default_workers() -> int:
+    """Worker processes by default: one per CPU the process may use, at most 8 (decoding is I/O- and
+    memory-bandwidth-bound beyond that)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+# -- the library decoder ---------------------------------------------------------------------------
+class LibraryDecoder:
+    """Decode a scanned library once, in parallel, into a memory-mapped :class:`ImageDataset`.
+
+    Parameters
+    ----------
+    photos:
+        The scan's photos (:attr:`ScanReport.photos`), in the order the data set should have.
+    size:
+        Side of the square training images (default 96).
+    thumb_size:
+        Long side of the thumbnails (default 256).
+    workers:
+        Worker processes; None = :func:`default_workers`; 0 = decode in this process (tests, tiny folders).
+        Fewer than :data:`MIN_PHOTOS_FOR_WORKERS` photos to decode are always decoded in this process.
+    cache_root:
+        Cache folder (default ``photocluster.config.cache_dir()``).
+    name:
+        The data set's name.
+    """
+
+    def __init__(self, photos: Sequence[PhotoFile], *, size: int = DEFAULT_SIZE,
+                 thumb_size: int = DEFAULT_THUMB_SIZE, workers: int | None = None,
+                 cache_root: str | os.PathLike | None = None, max_pixels: int | None = None,
+                 name: str = "library") -> None:
+        self.photos = list(photos)
+        self.size = size
+        self.thumb_size = thumb_size
+        self.workers = workers
+        self.cache_root = cache_root
+        self.max_pixels = max_pixels
+        self.name = name
+        self.result = DecodeResult(dataset=None)
+
+    # where the library's memmap lives: keyed by every row's content hash, in order, and the size
+    def _library_paths(self, root: Path, hashes: Sequence[str]) -> tuple[Path, Path]:
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{_CACHE_VERSION}:{self.size}:".encode())
+        for content_hash in hashes:
+            digest.update(content_hash.encode())
+        key = digest.hexdigest()
+        folder = root / "libraries"
+        return folder / f"{key}.u8", folder / f"{key}.json"
+
+    def steps(self, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        """Decode what is not cached; yields "decode" events at least every half second.
+
+        Raises :class:`~photocluster.progress.Cancelled` within about a second of ``cancel``.
+        """
+        if self.size < 8:
+            raise ValueError(f"training size must be at least 8 pixels, got {self.size}")
+        root = _cache_root(Path(self.cache_root) if self.cache_root is not None else None)
+        self.result = DecodeResult(dataset=None)
+        total = len(self.photos)
+        yield ProgressEvent("decode", 0, total, message="checking the cache")
+
+        # 1. One job per unique content; rows that share content (duplicates) share the decode.
+        rows_of_hash: dict[str, list[int]] = {}
+        for row, photo in enumerate(self.photos):
+            rows_of_hash.setdefault(photo.content_hash, []).append(row)
+        arrays: dict[str, np.ndarray] = {}
+        skipped_reason: dict[str, tuple[int, str]] = {}
+        to_decode: list[_Job] = []
+        throttle = Throttle(0.5)
+        for n, (content_hash, rows) in enumerate(rows_of_hash.items(), start=1):
+            photo = self.photos[rows[0]]
+            cached = _load_cached_array(array_cache_path(content_hash, self.size, root), self.size)
+            thumb = thumbnail_path(content_hash, self.thumb_size, root)
+            if cached is not None and thumb is not None:
+                # A cached photo is not re-read, but it must still be the file the scan hashed.
+                reason = _stat_mismatch(photo)
+                if reason:
+                    skipped_reason[content_hash] = (rows[0], reason)
+                else:
+                    arrays[content_hash] = cached
+                    self.result.n_cached += 1
+            else:
+                to_decode.append(_Job(rows[0], str(photo.path), content_hash, photo.size, photo.mtime_ns))
+            if throttle.ready():
+                cancel.raise_if_cancelled()
+                yield ProgressEvent("decode", 0, total, message=f"checked the cache for {n} photos")
+
+        # 2. Decode the rest, in this process or in workers.
+        done_rows = total - sum(len(rows_of_hash[j.content_hash]) for j in to_decode)
+        eta = EtaEstimator(max(1, len(to_decode)))
+        decoded_count = 0
+        for index, array, reason, did_decode in self._run_jobs(to_decode, root, cancel):
+            content_hash = self.photos[index].content_hash
+            if did_decode:
+                self.result.n_decoded += 1
+            if array is None:
+                skipped_reason[content_hash] = (index, reason or "could not be decoded")
+            else:
+                arrays[content_hash] = array
+            decoded_count += 1
+            done_rows += len(rows_of_hash[content_hash])
+            if throttle.ready() or decoded_count == len(to_decode):
+                yield ProgressEvent("decode", done_rows, total, eta_seconds=eta.eta(decoded_count),
+                                    message=display_path(self.photos[index].path.name))
+
+        # 3. Skipped photos (every copy of a failed content is reported), and the memmap of the rest.
+        kept_rows: list[int] = []
+        for row, photo in enumerate(self.photos):
+            if photo.content_hash in skipped_reason:
+                self.result.skipped.append(SkippedFile(photo.path, skipped_reason[photo.content_hash][1]))
+            else:
+                kept_rows.append(row)
+        kept = [self.photos[row] for row in kept_rows]
+        hashes = [photo.content_hash for photo in kept]
+        self.result.photos = kept
+        if not kept:
+            self.result.dataset = None
+            yield ProgressEvent("decode", total, total, message="no photo could be decoded")
+            return
+        images = self._library_memmap(root, hashes, arrays, cancel)
+        self.result.dataset = ImageDataset(
+            name=self.name,
+            images=images,
+            paths=[str(photo.path) for photo in kept],
+            info={"content_hashes": hashes, "size": self.size, "source": "photo library"},
+        )
+        yield ProgressEvent("decode", total, total,
+                            message=f"{self.result.n_decoded} decoded, {self.result.n_cached} from the cache")
+
+    def _run_jobs(self, jobs: list[_Job], root: Path,
+                  cancel: CancelToken) -> Iterator[tuple[int, np.ndarray | None, str | None, bool]]:
+        if not jobs:
+            return
+        workers = default_workers() if self.workers is None else self.workers
+        args = (self.size, self.thumb_size, str(root), self.max_pixels)
+        if workers <= 1 or len(jobs) < MIN_PHOTOS_FOR_WORKERS:
+            for job in jobs:
+                cancel.raise_if_cancelled()
+                yield _decode_job(job, *args)
+            return
+        chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+        pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+        pending: set[futures.Future] = set()
+        next_chunk = 0
+        try:
+            # Keep only a few chunks queued per worker, so a cancel does not wait for a long queue.
+            while next_chunk < len(chunks) or pending:
+                while next_chunk < len(chunks) and len(pending) < 2 * workers:
+                    pending.add(pool.submit(_decode_chunk, chunks[next_chunk], *args))
+                    next_chunk += 1
+                finished, pending = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
+                cancel.raise_if_cancelled()
+                for future in finished:
+                    try:
+                        results = future.result()
+                    except futures.process.BrokenProcessPool as exc:
+                        raise RuntimeError(f"a decode worker process died ({exc})") from exc
+                    yield from results
+        finally:
+            for future in pending:
+                future.cancel()
+            # Do not wait for chunks already running: a cancel must return at once; the workers finish
+            # their chunk (under a second) and exit on their own.
+            pool.shutdown(wait=not cancel.cancelled, cancel_futures=True)
+
+    def _library_memmap(self, root: Path, hashes: list[str], arrays: dict[str, np.ndarray],
+                        cancel: CancelToken) -> np.ndarray:
+        """The (N, size, size, 3) memmap for these rows: reused when it exists, else written."""
+        data_path, meta_path = self._library_paths(root, hashes)
+        shape = (len(hashes), self.size, self.size, 3)
+        if data_path.exists() and meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+                if tuple(meta["shape"]) == shape and meta.get("complete"):
+                    return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
+            except (OSError, ValueError, KeyError):
+                pass  # damaged: rebuild below
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = data_path.with_name(f".tmp-{os.getpid()}-{data_path.name}")
+        images = np.memmap(tmp_path, dtype=np.uint8, mode="w+", shape=shape)
+        try:
+            for row, content_hash in enumerate(hashes):
+                array = arrays.get(content_hash)
+                if array is None:  # cached and the cache read happened in step 1
+                    array = _load_cached_array(array_cache_path(content_hash, self.size, root), self.size)
+                    if array is None:
+                        raise RuntimeError(f"decode cache entry for {content_hash} vanished while building the library")
+                images[row] = array
+                if row % 256 == 0:
+                    cancel.raise_if_cancelled()
+            images.flush()
+            del images
+            os.replace(tmp_path, data_path)
+        except BaseException:
+            try:
+                os.unlink(tmp_path)
+            except OSError:
+                pass
+            raise
+        _atomic_write(meta_path, json.dumps({"shape": list(shape), "complete": True}).encode())
+        return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
+
+    def run(self, cancel: CancelToken = NEVER_CANCELLED) -> DecodeResult:
+        """Run :meth:`steps` to the end and return the result."""
+        for _ in self.steps(cancel):
+            pass
+        return self.result
+
+
+def _stat_mismatch(photo: PhotoFile) -> str | None:
+    try:
+        st = photo.path.stat()
+    except FileNotFoundError:
+        return "vanished before it could be decoded (deleted or moved after the scan)"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if st.st_size != photo.size or st.st_mtime_ns != photo.mtime_ns:
+        return "changed since the scan (size or modification time differs); scan again"
+    return None
+
+
+def load_library(folders: Sequence[str | os.PathLike], *, include_hidden: bool = False, follow_links: bool = False,
+                 extensions: Iterable[str] | None = None, size: int = DEFAULT_SIZE,
+                 thumb_size: int = DEFAULT_THUMB_SIZE, workers: int | None = None,
+                 cache_root: str | os.PathLike | None = None,
+                 cancel: CancelToken = NEVER_CANCELLED) -> tuple[ScanReport, DecodeResult]:
+    """Scan folders and decode their photos, to the end. Returns (scan report, decode result)."""
+    scan = FolderScan(folders, include_hidden=include_hidden, follow_links=follow_links, extensions=extensions)
+    report = scan.run(cancel)
+    decoder = LibraryDecoder(report.photos, size=size, thumb_size=thumb_size, workers=workers,
+                             cache_root=cache_root)
+    return report, decoder.run(cancel)
+
+
+__all__ = [
+    "Cancelled",
+    "DecodeError",
+    "DecodeResult",
+    "DecodedPhoto",
+    "LibraryDecoder",
+    "array_cache_path",
+    "decode_photo",
+    "load_library",
+    "thumbnail_path",
+    "to_rgb",
+]
