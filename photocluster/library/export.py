@@ -1,0 +1,1109 @@
+"""Export clusters to disk without ever losing or overwriting a photo: plan → journal → execute.
+
+API overview
+------------
+::
+
+    from photocluster.library.export import ExportItem, plan_export, run_export, recover_exports
+
+    items = [ExportItem(source=Path("a.jpg"), cluster="Beach", confidence=0.93), ...]
+    plan = plan_export(items, destination=Path("DEST"), mode="copy")  # copy | move | hardlink | symlink
+    print(plan.describe())                 # the dry run: one line per operation, nothing touched
+    for event in run_export(plan, cancel=token):   # ProgressEvent generator (stage "export")
+        ...
+    plan.report                            # ExportReport: what was exported, failures, manifest paths
+    recover_exports(destination)           # next start: resume (or rollback=True) interrupted exports
+    pending_exports(destination)           # ask first: which unfinished exports exist?
+
+How a photo cannot be lost
+--------------------------
+* **Plan.** Every photo gets one target ``DEST/<safe cluster folder>/<file name>``. Cluster names are
+  sanitised by :func:`safe_folder_name` (no ``..``, separators, Windows reserved names, control characters,
+  trailing dots/spaces, over-long names). Names that already exist on disk, or twice in the plan (also
+  differing only by case, for case-insensitive disks), get `` (2)``, `` (3)`` … suffixes.
+* **Journal.** ``DEST/.photocluster-export/<export id>.jsonl`` holds the plan and one fsynced JSON line
+  before and after each step of each operation, so the state of every photo is known after a crash.
+* **Execute.** A copy is written to a hidden temporary name in the target folder, fsynced, verified (size
+  and SHA-256 against the bytes read from the source), and only then linked to its final name with an
+  operation that fails instead of overwriting (``os.link``); a partial copy therefore never carries a final
+  name. A file that appears at the target between plan and execute makes the photo take the next free
+  suffix. Move = the same copy, then the original is deleted, and only after the copy is in place.
+  Hard links and symbolic links are made directly (atomic); where the OS refuses them the plan fails with a
+  clear message, or falls back to copying if ``fallback_to_copy=True`` was given.
+* **Finish.** A manifest (``photocluster-manifest-<id>.csv`` and ``.json``: original path, new path, cluster,
+  confidence) is written into DEST and the journal is closed.
+* **Recover.** An export interrupted by a crash, a power loss or a full disk leaves an open journal (and its
+  destination is remembered in the data folder); :func:`recover_exports` replays each photo from its last
+  journaled step — finishing it, or with ``rollback=True`` undoing it (moved photos are moved back).
+
+Errors that stop the whole export (disk full, read-only destination, links impossible) raise
+:class:`ExportError` with one line a person can act on; a single unreadable or vanished source photo only
+fails that photo (listed in the report and the manifest) and the export goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from photocluster.errors import UsageError
+from photocluster.progress import NEVER_CANCELLED, Cancelled, CancelToken, EtaEstimator, ProgressEvent
+
+__all__ = [
+    "EXPORT_MODES",
+    "ExportError",
+    "ExportItem",
+    "ExportOperation",
+    "ExportPlan",
+    "ExportReport",
+    "PendingExport",
+    "pending_exports",
+    "plan_export",
+    "recover_exports",
+    "run_export",
+    "safe_folder_name",
+]
+
+EXPORT_MODES = ("copy", "move", "hardlink", "symlink")
+JOURNAL_DIR_NAME = ".photocluster-export"
+_PARTIAL_SUFFIX = ".photocluster-partial"
+_CHUNK = 1 << 20
+# Longest folder / file name we create, in UTF-8 bytes: most file systems allow 255; leave room for the
+# " (123)" collision suffix and the temporary-name prefix.
+_MAX_NAME_BYTES = 200
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
+    f"{stem}{digit}" for stem in ("COM", "LPT") for digit in "123456789¹²³"
+}
+# Characters that are path separators or invalid on Windows / FAT / exFAT (the disk may be a USB stick).
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]')
+# Destination problems that will fail every following photo too: stop the export, keep the journal.
+_FATAL_DEST_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+#: Test seam: called with a step name at every journaled step (the kill tests make the process SIGKILL
+#: itself here). Never set in production.
+_fault_hook: Callable[[str], None] | None = None
+
+
+class ExportError(UsageError):
+    """The export had to stop (disk full, read-only destination, links impossible).
+
+    The journal is kept, so :func:`recover_exports` can resume (or roll back) once the cause is fixed.
+    """
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One photo to export: its file, the name of its cluster, and how sure the clustering was."""
+
+    source: Path
+    cluster: str
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class ExportOperation:
+    """One planned file operation: ``source`` → ``destination / target``."""
+
+    index: int
+    source: Path  # absolute
+    target: str  # relative to the destination, '/'-separated: "<folder>/<file name>"
+    cluster: str
+    confidence: float | None
+    size: int
+
+
+@dataclass
+class ExportReport:
+    """What an export did; ``plan.report`` after :func:`run_export` (also after an error or a cancel)."""
+
+    export_id: str
+    mode: str
+    destination: Path
+    exported: list[tuple[Path, Path]] = field(default_factory=list)  # (original path, new path)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (original path, reason)
+    renamed_at_execute: list[tuple[str, str]] = field(default_factory=list)  # planned → used target
+    fallbacks_to_copy: int = 0
+    manifest_csv: Path | None = None
+    manifest_json: Path | None = None
+    cancelled: bool = False
+
+    def summary(self) -> str:
+        verb = {"copy": "copied", "move": "moved", "hardlink": "hard-linked", "symlink": "linked"}[self.mode]
+        text = f"{len(self.exported)} photos {verb} into {self.destination}"
+        if self.failed:
+            text += f", {len(self.failed)} failed"
+        if self.cancelled:
+            text += " (cancelled)"
+        return text
+
+
+@dataclass
+class ExportPlan:
+    """The operations an export will perform; :meth:`describe` is the dry run.
+
+    Attributes
+    ----------
+    destination : Path
+        The export root; photos go into ``destination / <folder> /``.
+    mode : str
+        ``copy``, ``move``, ``hardlink`` or ``symlink``.
+    operations : list of ExportOperation
+        One per photo, in the order of the items.
+    folders : dict
+        Cluster name → folder name actually used.
+    skipped : list of (Path, str)
+        Items left out at plan time (source missing or not a file) with the reason.
+    report : ExportReport or None
+        Set by :func:`run_export`.
+    """
+
+    destination: Path
+    mode: str
+    operations: list[ExportOperation]
+    folders: dict[str, str]
+    skipped: list[tuple[Path, str]]
+    fallback_to_copy: bool
+    export_id: str
+    report: ExportReport | None = None
+
+    def describe(self) -> str:
+        """The dry run: one line per operation (and one per skipped item), nothing is touched."""
+        verb = {"copy": "copy", "move": "move", "hardlink": "hardlink", "symlink": "symlink"}[self.mode]
+        lines = [f"{verb} {op.source} -> {self.destination / op.target}" for op in self.operations]
+        lines += [f"skip {source}: {reason}" for source, reason in self.skipped]
+        return "\n".join(lines)
+
+    def target_path(self, operation: ExportOperation) -> Path:
+        return self.destination / operation.target
+
+
+@dataclass(frozen=True)
+class PendingExport:
+    """An export whose journal is still open (interrupted): what :func:`recover_exports` would act on."""
+
+    destination: Path
+    export_id: str
+    mode: str
+    total: int
+    finished_operations: int
+    journal: Path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------------------------------
+
+
+def _truncate_utf8(text: str, max_bytes: int) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def _safe_component(name: str, fallback: str) -> str:
+    """One path component that is safe on Linux, macOS and Windows; ``fallback`` when nothing is left."""
+    text = unicodedata.normalize("NFC", str(name))
+    text = _UNSAFE_CHARS.sub("_", text)
+    # Leading dots would hide the folder (or make "..") and trailing dots/spaces are dropped by Windows.
+    text = text.strip().lstrip(".").rstrip(". ")
+    stem, dot, rest = text.partition(".")
+    if stem.strip().upper() in _WINDOWS_RESERVED:
+        text = f"{stem}_{dot}{rest}"
+    if len(text.encode("utf-8")) > _MAX_NAME_BYTES:
+        base, ext = os.path.splitext(text)
+        if len(ext.encode("utf-8")) > 20:
+            base, ext = text, ""
+        text = _truncate_utf8(base, _MAX_NAME_BYTES - len(ext.encode("utf-8"))).rstrip(". ") + ext
+    if not text.strip(" ._"):
+        return fallback
+    return text
+
+
+def safe_folder_name(cluster_name: str, number: int = 1) -> str:
+    """Turn a cluster name into a folder name that stays inside the destination on every OS.
+
+    Parameters
+    ----------
+    cluster_name : str
+        Anything the user typed: ``"../../etc"``, ``"CON"``, ``"a/b"``, ``""`` …
+    number : int
+        Used for the fallback name ``"cluster <number>"`` when nothing usable is left.
+
+    Returns
+    -------
+    str
+        One path component: no separators, not ``.`` or ``..``, not hidden, no control characters, not a
+        Windows reserved name, no trailing dot or space, at most 200 UTF-8 bytes.
+    """
+    return _safe_component(cluster_name, f"cluster {number}")
+
+
+def _with_suffix(name: str, k: int, is_file: bool) -> str:
+    if k == 1:
+        return name
+    if is_file:
+        base, ext = os.path.splitext(name)
+        return f"{base} ({k}){ext}"
+    return f"{name} ({k})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plan
+# ---------------------------------------------------------------------------------------------------
+
+
+def _new_export_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _probe_links(mode: str, source: Path, destination: Path) -> str | None:
+    """Try one link of the kind asked for; return why it is impossible, or None when it works."""
+    probe_dir = destination / JOURNAL_DIR_NAME
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    probe = probe_dir / f"link-probe-{secrets.token_hex(4)}"
+    try:
+        if mode == "hardlink":
+            os.link(source, probe)
+        else:
+            os.symlink(source, probe)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        if os.path.lexists(probe):
+            os.unlink(probe)
+    return None
+
+
+def plan_export(
+    items: Iterable[ExportItem],
+    destination: Path | str,
+    mode: str = "copy",
+    *,
+    fallback_to_copy: bool = False,
+) -> ExportPlan:
+    """Plan an export: choose every photo's folder and file name; nothing is written except a link probe.
+
+    Parameters
+    ----------
+    items : iterable of ExportItem
+        The photos, each with its cluster name (the same source may appear only once).
+    destination : Path
+        Export root; created when missing.
+    mode : {"copy", "move", "hardlink", "symlink"}
+        ``copy`` is the default; ``move`` deletes each original after its copy is verified.
+    fallback_to_copy : bool
+        For link modes: copy a photo when the OS refuses the link instead of stopping with an error.
+
+    Returns
+    -------
+    ExportPlan
+
+    Raises
+    ------
+    UsageError
+        Unknown mode, a destination that is a file, a source listed twice, or links that this OS / disk
+        pair cannot make (and no fallback allowed).
+    """
+    if mode not in EXPORT_MODES:
+        raise UsageError(f"unknown export mode {mode!r}; choose one of {', '.join(EXPORT_MODES)}")
+    destination = Path(destination).expanduser().absolute()
+    if destination.exists() and not destination.is_dir():
+        raise UsageError(f"export destination {destination} is a file, not a folder")
+
+    operations: list[ExportOperation] = []
+    skipped: list[tuple[Path, str]] = []
+    folders: dict[str, str] = {}
+    used_folders: set[str] = set()  # casefolded: two clusters never share a folder, even on macOS/Windows
+    used_names: dict[str, set[str]] = {}  # folder → casefolded file names taken by this plan or the disk
+    seen_sources: set[Path] = set()
+
+    for item in items:
+        source = Path(item.source).expanduser().absolute()
+        if source in seen_sources:
+            raise UsageError(f"photo {source} is listed twice in the export")
+        seen_sources.add(source)
+        try:
+            stat = source.stat()
+        except OSError as exc:
+            skipped.append((source, f"cannot read: {exc.strerror or exc}"))
+            continue
+        if not source.is_file():
+            skipped.append((source, "not a file"))
+            continue
+
+        cluster = str(item.cluster)
+        if cluster not in folders:
+            base = safe_folder_name(cluster, len(folders) + 1)
+            k = 1
+            while _with_suffix(base, k, is_file=False).casefold() in used_folders:
+                k += 1
+            folder = _with_suffix(base, k, is_file=False)
+            folders[cluster] = folder
+            used_folders.add(folder.casefold())
+            folder_path = destination / folder
+            used_names[folder] = (
+                {p.name.casefold() for p in folder_path.iterdir()} if folder_path.is_dir() else set()
+            )
+        folder = folders[cluster]
+        file_base = _safe_component(source.name, f"photo {len(operations) + 1}")
+        k = 1
+        while _with_suffix(file_base, k, is_file=True).casefold() in used_names[folder]:
+            k += 1
+        file_name = _with_suffix(file_base, k, is_file=True)
+        used_names[folder].add(file_name.casefold())
+        operations.append(
+            ExportOperation(
+                index=len(operations),
+                source=source,
+                target=f"{folder}/{file_name}",
+                cluster=cluster,
+                confidence=None if item.confidence is None else float(item.confidence),
+                size=stat.st_size,
+            )
+        )
+
+    if mode in ("hardlink", "symlink") and operations and not fallback_to_copy:
+        reason = _probe_links(mode, operations[0].source, destination)
+        if reason is not None:
+            raise UsageError(
+                f"cannot make {mode}s from {operations[0].source.parent} into {destination} ({reason}); "
+                "export with mode copy, or allow falling back to copies"
+            )
+    return ExportPlan(
+        destination=destination,
+        mode=mode,
+        operations=operations,
+        folders=folders,
+        skipped=skipped,
+        fallback_to_copy=fallback_to_copy,
+        export_id=_new_export_id(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Low-level file steps
+# ---------------------------------------------------------------------------------------------------
+
+
+def _checkpoint(step: str) -> None:
+    if _fault_hook is not None:
+        _fault_hook(step)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename/link/unlink in ``path`` durable (POSIX); Windows has no directory fsync."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _SourceError(Exception):
+    """The source photo could not be read: fail this photo, go on with the others."""
+
+
+def _copy_file(source: Path, temp: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``temp`` (fsynced); return the SHA-256 and size of the bytes read from the source.
+
+    Raises _SourceError for problems with the source; OSError from writing passes through.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        reader = open(source, "rb")
+    except OSError as exc:
+        raise _SourceError(exc.strerror or str(exc)) from exc
+    with reader, open(temp, "xb") as writer:
+        first = True
+        while True:
+            try:
+                chunk = reader.read(_CHUNK)
+            except OSError as exc:
+                raise _SourceError(exc.strerror or str(exc)) from exc
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            writer.write(chunk)
+            if first:
+                _checkpoint("copy-partial")
+                first = False
+        writer.flush()
+        os.fsync(writer.fileno())
+    return digest.hexdigest(), size
+
+
+def _link_no_overwrite(temp: Path, target: Path) -> None:
+    """Give ``temp`` the name ``target`` atomically, raising FileExistsError rather than overwriting.
+
+    ``os.rename`` silently replaces an existing file on POSIX, so the new name is made with ``os.link``
+    (which refuses existing names) and the temporary name removed. File systems without hard links
+    (FAT, some network shares) get a check-then-rename; Windows' rename refuses existing names itself.
+    """
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno in _FATAL_DEST_ERRNOS:
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from exc
+        os.rename(temp, target)
+        return
+    os.unlink(temp)
+
+
+def _is_our_link(mode: str, source: Path, target: Path) -> bool:
+    try:
+        if mode == "symlink":
+            return target.is_symlink() and os.readlink(target) == str(source)
+        return os.path.samefile(source, target)
+    except OSError:
+        return False
+
+
+def _matches(path: Path, sha256: str | None) -> bool:
+    try:
+        return sha256 is not None and path.is_file() and not path.is_symlink() and _sha256_of(path) == sha256
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# Journal
+# ---------------------------------------------------------------------------------------------------
+
+
+def _pending_registry() -> Path:
+    from photocluster.config import data_dir
+
+    return data_dir() / "pending-exports.json"
+
+
+def _update_registry(destination: Path, add: bool) -> None:
+    """Remember destinations with open journals, so the next start can offer to recover them."""
+    try:
+        path = _pending_registry()
+        entries = json.loads(path.read_text("utf-8")) if path.exists() else []
+        entries = [e for e in entries if isinstance(e, str) and e != str(destination)]
+        if add:
+            entries.append(str(destination))
+        temp = path.with_suffix(f".{secrets.token_hex(3)}.tmp")
+        temp.write_text(json.dumps(entries, indent=1), "utf-8")
+        os.replace(temp, path)
+    except (OSError, ValueError):
+        # The registry is only a convenience; the journal in DEST is the source of truth.
+        pass
+
+
+class _Journal:
+    """Append-only JSON-lines file, each line fsynced before the step it announces goes on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, record: dict) -> None:
+        os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        os.fsync(self._fd)
+        _checkpoint(record["type"])
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _read_journal(path: Path) -> list[dict]:
+    records = []
+    with open(path, "rb") as handle:
+        for line in handle:
+            try:
+                records.append(json.loads(line.decode("utf-8")))
+            except (ValueError, UnicodeDecodeError):
+                # A torn last line (power loss mid-write): the step it announced never started.
+                break
+    return records
+
+
+@dataclass
+class _OpState:
+    status: str = "pending"  # pending | begun | placing | placed | done | failed
+    target: str | None = None  # the target actually used (may carry a suffix the plan did not)
+    sha256: str | None = None
+    via_copy: bool = False  # a link mode fell back to copying this photo
+    reason: str = ""
+
+
+def _replay(records: list[dict]) -> tuple[dict, list[_OpState], str | None]:
+    plan = records[0]
+    states = [_OpState() for _ in plan["operations"]]
+    final = None
+    for record in records[1:]:
+        kind = record["type"]
+        if kind in ("finished", "cancelled", "rolled_back", "aborted"):
+            final = kind if kind != "aborted" else None
+            continue
+        if "op" not in record:
+            continue
+        state = states[record["op"]]
+        if kind == "begin":
+            state.status = "begun"
+        elif kind == "placing":
+            state.status, state.target = "placing", record["target"]
+            state.sha256, state.via_copy = record.get("sha256"), record.get("via_copy", False)
+        elif kind == "placed":
+            state.status, state.target = "placed", record["target"]
+            state.sha256 = record.get("sha256", state.sha256)
+        elif kind == "done":
+            state.status = "done"
+        elif kind == "failed":
+            state.status, state.reason = "failed", record.get("reason", "")
+        elif kind == "restored":
+            state.status = "restored"
+    return plan, states, final
+
+
+# ---------------------------------------------------------------------------------------------------
+# Execution (shared by run_export and recover_exports: one code path resumes from any journaled step)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _plan_record(plan: ExportPlan) -> dict:
+    return {
+        "type": "plan",
+        "version": 1,
+        "export_id": plan.export_id,
+        "mode": plan.mode,
+        "destination": str(plan.destination),
+        "fallback_to_copy": plan.fallback_to_copy,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "operations": [
+            {
+                "source": str(op.source),
+                "target": op.target,
+                "cluster": op.cluster,
+                "confidence": op.confidence,
+                "size": op.size,
+            }
+            for op in plan.operations
+        ],
+    }
+
+
+def _plan_from_record(record: dict) -> ExportPlan:
+    operations = [
+        ExportOperation(
+            index=i,
+            source=Path(o["source"]),
+            target=o["target"],
+            cluster=o["cluster"],
+            confidence=o["confidence"],
+            size=o["size"],
+        )
+        for i, o in enumerate(record["operations"])
+    ]
+    folders = {op.cluster: op.target.split("/")[0] for op in operations}
+    return ExportPlan(
+        destination=Path(record["destination"]),
+        mode=record["mode"],
+        operations=operations,
+        folders=folders,
+        skipped=[],
+        fallback_to_copy=record.get("fallback_to_copy", False),
+        export_id=record["export_id"],
+    )
+
+
+class _Executor:
+    def __init__(self, plan: ExportPlan, journal: _Journal, states: list[_OpState]) -> None:
+        self.plan = plan
+        self.journal = journal
+        self.states = states
+        self.report = ExportReport(plan.export_id, plan.mode, plan.destination)
+        plan.report = self.report
+        # Planned targets are reserved: a suffix chosen at execute time must not steal another's name.
+        self.reserved = {op.target.casefold() for op in plan.operations}
+
+    def temp_path(self, op: ExportOperation) -> Path:
+        folder = self.plan.destination / op.target.split("/")[0]
+        return folder / f".{self.plan.export_id}-{op.index}{_PARTIAL_SUFFIX}"
+
+    def free_target(self, op: ExportOperation, after: str | None = None) -> str:
+        """The planned target if free on disk, else the next free suffix."""
+        folder, name = op.target.split("/", 1)
+        k = 1
+        while True:
+            candidate = f"{folder}/{_with_suffix(name, k, is_file=True)}"
+            taken = os.path.lexists(self.plan.destination / candidate)
+            reserved_by_other = k > 1 and candidate.casefold() in self.reserved
+            if not taken and not reserved_by_other and candidate != after:
+                return candidate
+            k += 1
+
+    # -- one operation, from whatever step it reached --------------------------------------------------
+    def advance(self, op: ExportOperation) -> None:
+        state = self.states[op.index]
+        if state.status == "placing":
+            self._settle_placing(op, state)
+        if state.status in ("pending", "begun"):
+            self._place(op, state)
+        if state.status == "placed":
+            if self.plan.mode == "move":
+                self._delete_original(op, state)
+            else:
+                self.journal.write({"type": "done", "op": op.index})
+                state.status = "done"
+        if state.status == "done":
+            self.report.exported.append((op.source, self.plan.destination / str(state.target)))
+            if state.target != op.target:
+                self.report.renamed_at_execute.append((op.target, str(state.target)))
+        elif state.status == "failed":
+            self.report.failed.append((op.source, state.reason))
+
+    def _fail(self, op: ExportOperation, state: _OpState, reason: str) -> None:
+        self.journal.write({"type": "failed", "op": op.index, "reason": reason})
+        state.status, state.reason = "failed", reason
+
+    def _settle_placing(self, op: ExportOperation, state: _OpState) -> None:
+        """After a crash between 'placing' and 'placed': did the final name get made?"""
+        target = self.plan.destination / str(state.target)
+        temp = self.temp_path(op)
+        linking = self.plan.mode in ("hardlink", "symlink") and not state.via_copy
+        if linking:
+            placed = _is_our_link(self.plan.mode, op.source, target)
+        else:
+            placed = _matches(target, state.sha256)
+        if placed:
+            if os.path.lexists(temp):
+                os.unlink(temp)
+            self.journal.write({"type": "placed", "op": op.index, "target": state.target, "sha256": state.sha256})
+            state.status = "placed"
+        else:
+            state.status = "pending"  # start this photo again; the source is still where it was
+
+    def _place(self, op: ExportOperation, state: _OpState) -> None:
+        folder = self.plan.destination / op.target.split("/")[0]
+        temp = self.temp_path(op)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._fatal(exc, f"cannot create folder {folder}") from exc
+        if os.path.lexists(temp):
+            os.unlink(temp)  # a partial copy from an interrupted attempt: never trusted, redone
+        if not op.source.is_file():
+            self._fail(op, state, "source photo no longer exists")
+            return
+        self.journal.write({"type": "begin", "op": op.index})
+        state.status = "begun"
+
+        if self.plan.mode in ("hardlink", "symlink") and not state.via_copy:
+            if self._make_link(op, state):
+                return
+            state.via_copy = True
+            self.report.fallbacks_to_copy += 1
+
+        try:
+            sha256, size = _copy_file(op.source, temp)
+        except _SourceError as exc:
+            self._remove_quietly(temp)
+            self._fail(op, state, f"cannot read source: {exc}")
+            return
+        except OSError as exc:
+            self._remove_quietly(temp)
+            raise self._fatal(exc, f"cannot write {temp}") from exc
+        _checkpoint("copied")
+        # Verify what is on the destination disk against what was read from the source.
+        try:
+            source_size = op.source.stat().st_size
+            written_sha = _sha256_of(temp)
+        except OSError as exc:
+            self._remove_quietly(temp)
+            self._fail(op, state, f"cannot verify copy: {exc.strerror or exc}")
+            return
+        if temp.stat().st_size != size or size != source_size or written_sha != sha256:
+            self._remove_quietly(temp)
+            self._fail(op, state, "copy did not verify (size or checksum differ); original kept")
+            return
+
+        candidate = self.free_target(op)
+        while True:
+            self.journal.write(
+                {"type": "placing", "op": op.index, "target": candidate, "sha256": sha256, "via_copy": state.via_copy}
+            )
+            state.status, state.target, state.sha256 = "placing", candidate, sha256
+            try:
+                _link_no_overwrite(temp, self.plan.destination / candidate)
+                break
+            except FileExistsError:
+                candidate = self.free_target(op, after=candidate)  # appeared a moment ago: next suffix
+            except OSError as exc:
+                self._remove_quietly(temp)
+                raise self._fatal(exc, f"cannot name {self.plan.destination / candidate}") from exc
+        _fsync_dir(folder)
+        self.journal.write({"type": "placed", "op": op.index, "target": candidate, "sha256": sha256})
+        state.status = "placed"
+
+    def _make_link(self, op: ExportOperation, state: _OpState) -> bool:
+        candidate = self.free_target(op)
+        while True:
+            self.journal.write({"type": "placing", "op": op.index, "target": candidate, "via_copy": False})
+            state.status, state.target = "placing", candidate
+            target = self.plan.destination / candidate
+            try:
+                if self.plan.mode == "hardlink":
+                    os.link(op.source, target)
+                else:
+                    os.symlink(op.source, target)
+                break
+            except FileExistsError:
+                candidate = self.free_target(op, after=candidate)
+            except OSError as exc:
+                if exc.errno in _FATAL_DEST_ERRNOS or not self.plan.fallback_to_copy:
+                    raise self._fatal(exc, f"cannot make a {self.plan.mode} at {target}") from exc
+                return False
+        _fsync_dir(target.parent)
+        self.journal.write({"type": "placed", "op": op.index, "target": candidate})
+        state.status = "placed"
+        return True
+
+    def _delete_original(self, op: ExportOperation, state: _OpState) -> None:
+        """Move mode, last step: the copy is in place and verified; now the original may go."""
+        if op.source.exists():
+            target = self.plan.destination / str(state.target)
+            # After a crash the copy is checked again: nothing is deleted on the word of a stale journal.
+            if not _matches(target, state.sha256):
+                self._fail(op, state, f"copy at {target} does not match the original; original kept")
+                return
+            try:
+                op.source.unlink()
+            except OSError as exc:
+                self._fail(op, state, f"copied, but the original could not be deleted: {exc.strerror or exc}")
+                return
+            _fsync_dir(op.source.parent)
+        self.journal.write({"type": "done", "op": op.index})
+        state.status = "done"
+
+    @staticmethod
+    def _remove_quietly(path: Path) -> None:
+        try:
+            if os.path.lexists(path):
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def _fatal(self, exc: OSError, what: str) -> ExportError:
+        if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+            cause = "the destination disk is full"
+        elif exc.errno == errno.EROFS:
+            cause = "the destination is read-only"
+        else:
+            cause = exc.strerror or str(exc)
+        done = sum(1 for s in self.states if s.status == "done")
+        return ExportError(
+            f"export stopped: {what}: {cause}. {done} of {len(self.states)} photos are done and nothing was "
+            f"lost; fix the cause and recover the export (it resumes from its journal in "
+            f"{self.plan.destination / JOURNAL_DIR_NAME})"
+        )
+
+    # -- the end -------------------------------------------------------------------------------------
+    def write_manifest(self) -> None:
+        base = self.plan.destination / f"photocluster-manifest-{self.plan.export_id}"
+        rows = []
+        for op in self.plan.operations:
+            state = self.states[op.index]
+            if state.status == "done":
+                rows.append(
+                    {
+                        "original_path": str(op.source),
+                        "new_path": str(self.plan.destination / str(state.target)),
+                        "cluster": op.cluster,
+                        "confidence": op.confidence,
+                    }
+                )
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["original_path", "new_path", "cluster", "confidence"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "confidence": "" if row["confidence"] is None else row["confidence"]})
+        document = {
+            "export_id": self.plan.export_id,
+            "mode": self.plan.mode,
+            "destination": str(self.plan.destination),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "photos": rows,
+            "failed": [{"original_path": str(p), "reason": r} for p, r in self.report.failed],
+        }
+        csv_path = base.with_name(base.name + ".csv")
+        json_path = base.with_name(base.name + ".json")
+        _write_durably(csv_path, buffer.getvalue())
+        _write_durably(json_path, json.dumps(document, indent=1, ensure_ascii=False))
+        self.report.manifest_csv, self.report.manifest_json = csv_path, json_path
+
+
+def _write_durably(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}{_PARTIAL_SUFFIX}")
+    with open(temp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _link_no_overwrite(temp, path)
+    _fsync_dir(path.parent)
+
+
+def _execute(
+    plan: ExportPlan,
+    journal: _Journal,
+    states: list[_OpState],
+    cancel: CancelToken,
+    stage: str = "export",
+) -> Iterator[ProgressEvent]:
+    executor = _Executor(plan, journal, states)
+    total = len(plan.operations)
+    eta = EtaEstimator(total)
+    verb = {"copy": "copied", "move": "moved", "hardlink": "linked", "symlink": "linked"}[plan.mode]
+    yield ProgressEvent(stage, 0, total, message=f"exporting {total} photos into {plan.destination}")
+    for op in plan.operations:
+        if cancel.cancelled:
+            executor.write_manifest()
+            journal.write({"type": "cancelled"})
+            _update_registry(plan.destination, add=False)
+            executor.report.cancelled = True
+            raise Cancelled(f"export cancelled; {len(executor.report.exported)} photos were exported")
+        executor.advance(op)
+        done = op.index + 1
+        state = states[op.index]
+        message = (
+            f"{verb} {op.source.name} -> {state.target}" if state.status == "done" else f"failed {op.source.name}: {state.reason}"
+        )
+        yield ProgressEvent(stage, done, total, message=message, eta_seconds=eta.eta(done))
+    executor.write_manifest()
+    journal.write({"type": "finished"})
+    _update_registry(plan.destination, add=False)
+
+
+def run_export(plan: ExportPlan, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    """Execute a plan, yielding a :class:`ProgressEvent` (stage ``"export"``) after each photo.
+
+    ``plan.report`` holds the :class:`ExportReport` afterwards — also when the generator stopped with
+    :class:`ExportError` (nothing lost; :func:`recover_exports` resumes) or
+    :class:`~photocluster.progress.Cancelled` (the photos done so far stay, with their manifest).
+
+    Raises
+    ------
+    UsageError
+        The plan was already executed.
+    ExportError
+        The destination failed for every photo (disk full, read-only, links impossible).
+    """
+    if plan.report is not None:
+        raise UsageError("this export plan was already executed; make a new plan")
+    journal_dir = plan.destination / JOURNAL_DIR_NAME
+    try:
+        journal_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the export folder {plan.destination}: {exc.strerror or exc}") from exc
+    journal = _Journal(journal_dir / f"{plan.export_id}.jsonl")
+    try:
+        journal.write(_plan_record(plan))
+        _fsync_dir(journal_dir)
+        _update_registry(plan.destination, add=True)
+        states = [_OpState() for _ in plan.operations]
+        yield from _execute(plan, journal, states, cancel)
+    finally:
+        journal.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recovery
+# ---------------------------------------------------------------------------------------------------
+
+
+def _open_journals(destination: Path) -> list[tuple[Path, list[dict]]]:
+    journal_dir = destination / JOURNAL_DIR_NAME
+    if not journal_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(journal_dir.glob("*.jsonl")):
+        try:
+            records = _read_journal(path)
+        except OSError:
+            continue
+        if not records or records[0].get("type") != "plan":
+            continue
+        _, _, final = _replay(records)
+        if final is None:
+            found.append((path, records))
+    return found
+
+
+def _destinations(destination: Path | str | None) -> list[Path]:
+    if destination is not None:
+        return [Path(destination).expanduser().absolute()]
+    try:
+        entries = json.loads(_pending_registry().read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [Path(e) for e in entries if isinstance(e, str)]
+
+
+def pending_exports(destination: Path | str | None = None) -> list[PendingExport]:
+    """Interrupted exports in ``destination`` (or in every destination remembered as unfinished).
+
+    Lets a user interface ask "resume or roll back?" before calling :func:`recover_exports`.
+    """
+    pending = []
+    for dest in _destinations(destination):
+        for path, records in _open_journals(dest):
+            plan, states, _ = _replay(records)
+            pending.append(
+                PendingExport(
+                    destination=dest,
+                    export_id=plan["export_id"],
+                    mode=plan["mode"],
+                    total=len(states),
+                    finished_operations=sum(s.status in ("done", "failed") for s in states),
+                    journal=path,
+                )
+            )
+    return pending
+
+
+def recover_exports(
+    destination: Path | str | None = None,
+    *,
+    rollback: bool = False,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> list[str]:
+    """Resume (default) or roll back every interrupted export found in ``destination``.
+
+    Parameters
+    ----------
+    destination : Path, optional
+        The export root. None: every destination remembered (in the data folder) as having an unfinished
+        export.
+    rollback : bool
+        False: finish each interrupted export (every photo ends up exactly once in DEST, moved originals
+        are gone, a manifest is written). True: undo it — copies and links made are removed, moved photos
+        are put back where they were (never overwriting anything), temporary files are deleted.
+    cancel : CancelToken
+        Checked between photos.
+
+    Returns
+    -------
+    list of str
+        One sentence per export recovered (empty when there was nothing to do).
+
+    Raises
+    ------
+    ExportError
+        The destination still fails (disk still full …); the journal stays for the next attempt.
+    """
+    messages = []
+    for dest in _destinations(destination):
+        for path, records in _open_journals(dest):
+            plan_record, states, _ = _replay(records)
+            plan = _plan_from_record(plan_record)
+            already = sum(s.status in ("done", "failed") for s in states)
+            journal = _Journal(path)
+            try:
+                journal.write({"type": "recovery", "rollback": rollback})
+                if rollback:
+                    messages.append(_rollback(plan, journal, states))
+                else:
+                    for _ in _execute(plan, journal, states, cancel, stage="recover export"):
+                        pass
+                    report = plan.report
+                    assert report is not None
+                    messages.append(
+                        f"resumed export {plan.export_id} into {dest}: {len(report.exported)} photos "
+                        f"exported ({already} were done before the interruption)"
+                        + (f", {len(report.failed)} failed" if report.failed else "")
+                    )
+            finally:
+                journal.close()
+        if not _open_journals(dest):
+            _update_registry(dest, add=False)
+    return messages
+
+
+def _rollback(plan: ExportPlan, journal: _Journal, states: list[_OpState]) -> str:
+    """Undo an interrupted export, newest photo first; never delete the only copy of a photo."""
+    executor = _Executor(plan, journal, states)
+    removed = restored = kept = 0
+    for op in reversed(plan.operations):
+        state = states[op.index]
+        executor._remove_quietly(executor.temp_path(op))
+        if state.status not in ("placing", "placed", "done") or state.target is None:
+            continue
+        target = plan.destination / state.target
+        linking = plan.mode in ("hardlink", "symlink") and not state.via_copy
+        ours = _is_our_link(plan.mode, op.source, target) if linking else _matches(target, state.sha256)
+        if not ours:
+            continue
+        if plan.mode == "move" and not op.source.exists():
+            # The original is gone: this copy is the only one. Put it back where it was.
+            if os.path.lexists(op.source):
+                kept += 1
+                continue
+            op.source.parent.mkdir(parents=True, exist_ok=True)
+            temp = op.source.with_name(f".{plan.export_id}-{op.index}{_PARTIAL_SUFFIX}")
+            executor._remove_quietly(temp)
+            sha256, _ = _copy_file(target, temp)
+            if sha256 != state.sha256 or _sha256_of(temp) != sha256:
+                executor._remove_quietly(temp)
+                kept += 1
+                continue
+            try:
+                _link_no_overwrite(temp, op.source)
+            except FileExistsError:
+                executor._remove_quietly(temp)
+                kept += 1
+                continue
+            _fsync_dir(op.source.parent)
+            journal.write({"type": "restored", "op": op.index})
+            restored += 1
+        target.unlink()
+        _fsync_dir(target.parent)
+        removed += 1
+    for folder in set(plan.folders.values()):
+        try:
+            (plan.destination / folder).rmdir()  # only succeeds when empty: folders the export created
+        except OSError:
+            pass
+    journal.write({"type": "rolled_back"})
+    _update_registry(plan.destination, add=False)
+    text = f"rolled back export {plan.export_id} in {plan.destination}: {removed} files removed"
+    if restored:
+        text += f", {restored} moved photos put back"
+    if kept:
+        text += f", {kept} kept because their original place is taken"
+    return text
