@@ -1,0 +1,625 @@
+"""CCNN: joint clustering and representation learning with feature drift compensation (seed 004).
+
+Hsu & Lin, "CNN-Based Joint Clustering and Representation Learning with Feature Drift Compensation for
+Large-Scale Image Data", IEEE TMM 2017. No public code exists; this follows the paper's Sec. III and Table I.
+
+The algorithm, per epoch, over mini-batches of ``n_m`` images drawn without replacement:
+
+1. features h = f(W_t | I) of the mini-batch (FC9 output, k values per image); each image goes to its nearest
+   centroid;
+2. the ``k_m`` images closest to their centroid join a pseudo-labelled buffer; when the buffer holds ``n_m``
+   images, the network is fine-tuned on it (SGD on the sum of squared errors between its softmax output and
+   the one-hot pseudo label, eq. 1) and the applied weight change ΔW_{t−1} is remembered;
+3. each assigned centroid moves towards the features of its new members with the per-centroid rate
+   γ = 1/count(c) (eq. 11–12): c ← (1 − γ) c + γ h. When the weights changed in this step, the features of
+   the update are recomputed with the back-tracked weights W_t + η ΔW_{t−1} (eq. 13–14, *feature drift
+   compensation*); without compensation (Baseline-I) they are recomputed with W_t.
+
+Centroids start from k-means++ seeding on the features of ``seed_pool`` random images. Only a mini-batch and
+the buffer are in memory at any time; the final labelling is a streamed pass, so memory stays flat as the
+library grows (``images`` may be a numpy.memmap). The fitted ``embeddings_`` are the FC9 features (N × k).
+
+Ablations, as options of the one registered method ``ccnn``:
+
+* ``drift_compensation=False`` — Baseline-I;
+* ``variant="baseline2"`` — mini-batch k-means on the initial (pre-trained) network's features, no learning;
+* ``variant="baseline3"`` — full k-means (scikit-learn, k-means++, 10 restarts) on the initial network's
+  features of all images: holds N × k features at once, as in the paper it does not scale.
+
+Reading choices (the paper leaves them open; documented so they can be changed):
+
+* ``eta`` scales the remembered step: the compensated weights are W_t + eta · (W_{t−1} − W_t). The paper's η
+  is the SGD learning rate and η ΔW_{t−1} the applied step, so ``eta=1`` is the paper exactly.
+* Table I nests the centroid update inside the fine-tuning branch (centroids move only on the mini-batches
+  that complete a buffer), while Sec. III.C updates them for every mini-batch. ``centroid_update`` offers
+  both: "every_batch" (default; mini-batches without a weight change use their own features, which are then
+  drift-free) or "after_finetune" (Table I literally).
+* Each centroid's count starts at 1 because the seed is the feature of one real image.
+* All fine-tuned layers before h are back-tracked (the paper derives the update for FC9 only because it
+  fine-tunes FC9 and the softmax layer; ``train_layers="head"`` reproduces that).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from photocluster.checkpoints import load_checkpoint, save_checkpoint
+from photocluster.data.dataset import ImageDataset
+from photocluster.methods.base import ClusteringMethod, ParamSpec, register
+from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
+
+VARIANTS = ("ccnn", "baseline2", "baseline3")
+NETWORKS = ("auto", "ccnn", "digits")
+TRAIN_LAYERS = ("all", "adaptation", "head")
+CENTROID_UPDATES = ("every_batch", "after_finetune")
+#: images up to this side use the simplified digit network when network="auto"
+DIGIT_SIDE_LIMIT = 64
+CHECKPOINT_NAME = "ccnn.pt"
+
+
+# -- the algorithm's pieces, as functions that tests can check by hand ----------------------------------
+def kmeans_plusplus_seeds(features: np.ndarray, n_clusters: int, rng: Any) -> np.ndarray:
+    """Indices of ``n_clusters`` k-means++ seeds (Arthur & Vassilvitskii): D² sampling.
+
+    Parameters
+    ----------
+    features:
+        (M, D) features of randomly picked images.
+    n_clusters:
+        How many seeds.
+    rng:
+        Needs ``integers(n)`` (first seed) and ``random()`` (a uniform number in [0, 1) per later seed).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 indices into ``features``, distinct unless fewer than ``n_clusters`` distinct points exist.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    count = len(features)
+    if count < n_clusters:
+        raise ValueError(f"k-means++ needs at least {n_clusters} points, got {count}")
+    seeds = [int(rng.integers(count))]
+    nearest_sq = ((features - features[seeds[0]]) ** 2).sum(axis=1)
+    for _ in range(1, n_clusters):
+        total = nearest_sq.sum()
+        if total <= 0:  # every point coincides with a seed: take any unused index
+            unused = np.setdiff1d(np.arange(count), seeds)
+            choice = int(unused[0])
+        else:
+            cumulative = np.cumsum(nearest_sq)
+            choice = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
+            choice = min(choice, count - 1)
+        seeds.append(choice)
+        nearest_sq = np.minimum(nearest_sq, ((features - features[choice]) ** 2).sum(axis=1))
+    return np.asarray(seeds, dtype=np.int64)
+
+
+def squared_distances(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(B, k) squared Euclidean distances, clipped at 0 against rounding."""
+    d2 = (features**2).sum(1)[:, None] - 2.0 * features @ centroids.T + (centroids**2).sum(1)[None, :]
+    return np.maximum(d2, 0.0)
+
+
+def top_closest(distances: np.ndarray, k_m: int) -> np.ndarray:
+    """Positions of the ``k_m`` samples nearest to their centroid (stable order on ties)."""
+    return np.argsort(distances, kind="stable")[: min(k_m, len(distances))]
+
+
+def update_centroids(centroids: np.ndarray, counts: np.ndarray, features: np.ndarray, assignments: np.ndarray) -> None:
+    """Mini-batch k-means update with γ = 1/count(c), in place (eq. 11–12).
+
+    Applying c ← (1 − γ) c + γ h with γ = 1/count after each new member is the running mean of everything
+    the centroid has absorbed, so one closed form per centroid gives exactly the sequential result:
+    c ← (n c + Σ h) / (n + m) for m new members and count n before.
+    """
+    for cluster in np.unique(assignments):
+        members = features[assignments == cluster]
+        before = counts[cluster]
+        after = before + len(members)
+        centroids[cluster] = (before * centroids[cluster] + members.sum(axis=0)) / after
+        counts[cluster] = after
+
+
+def sse_loss(probabilities: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: ½ Σ_j (y_j − t_j)² between softmax output and one-hot pseudo label, averaged over the batch."""
+    target = torch.nn.functional.one_hot(pseudo_labels, probabilities.shape[1]).to(probabilities.dtype)
+    return 0.5 * ((probabilities - target) ** 2).sum(dim=1).mean()
+
+
+@torch.no_grad()
+def backtracked_features(
+    net: nn.Module, inputs: torch.Tensor, delta: dict[str, torch.Tensor], eta: float
+) -> torch.Tensor:
+    """Features under the back-tracked weights W_t + η ΔW_{t−1} (eq. 13), leaving the net unchanged.
+
+    ``delta`` maps parameter names to ΔW_{t−1} = W_{t−1} − W_t (the last applied step, sign included).
+    The weights are restored from copies, not by subtracting again, so they come back bit for bit.
+    """
+    params = dict(net.named_parameters())
+    saved = {name: params[name].detach().clone() for name in delta}
+    try:
+        for name, step in delta.items():
+            params[name].add_(step, alpha=eta)
+        return net.features(inputs)
+    finally:
+        for name, value in saved.items():
+            params[name].copy_(value)
+
+
+def _set_finetune_mode(net: nn.Module) -> None:
+    # Train mode for the layers we learn, but batch-norm statistics (ResNet trunks) stay frozen: mini-batches
+    # of 50 pseudo-labelled images would wreck ImageNet statistics, and frozen statistics keep h a function
+    # of the weights alone, which drift compensation assumes.
+    net.train()
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+@register
+class CCNN(ClusteringMethod):
+    """CCNN (Hsu & Lin 2017): mini-batch k-means jointly with CNN fine-tuning, with feature drift compensation."""
+
+    name = "ccnn"
+    description = (
+        "Mini-batch k-means on CNN features jointly with fine-tuning on the closest samples, with feature "
+        "drift compensation; memory stays flat for very large libraries. variant=baseline2/baseline3 and "
+        "drift_compensation=false give the paper's ablations."
+    )
+    paper = "Hsu & Lin, CNN-Based Joint Clustering and Representation Learning with Feature Drift Compensation, IEEE TMM 2017"
+    family = "deep"
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        variant: str = "ccnn",
+        drift_compensation: bool = True,
+        eta: float = 1.0,
+        network: str = "auto",
+        backbone: str = "alexnet",
+        weights: str = "default",
+        adapt_channels: str = "",
+        input_size: int = 0,
+        train_layers: str = "all",
+        epochs: int = 10,
+        n_m: int = 50,
+        k_m: int = 10,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        finetune_steps: int = 1,
+        centroid_update: str = "every_batch",
+        seed_pool: int = 2000,
+        batch_size: int = 256,
+        device: str = "auto",
+        random_state: int = 0,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int = 500,
+        resume: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.variant = variant
+        self.drift_compensation = drift_compensation
+        self.eta = eta
+        self.network = network
+        self.backbone = backbone
+        self.weights = weights
+        self.adapt_channels = adapt_channels
+        self.input_size = input_size
+        self.train_layers = train_layers
+        self.epochs = epochs
+        self.n_m = n_m
+        self.k_m = k_m
+        self.lr = lr
+        self.momentum = momentum
+        self.finetune_steps = finetune_steps
+        self.centroid_update = centroid_update
+        self.seed_pool = seed_pool
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
+
+    # -- parameters -----------------------------------------------------------------------------------
+    @classmethod
+    def parameter_specs(cls) -> list[ParamSpec]:
+        return [
+            ParamSpec("n_clusters", int, 10, "number of clusters k", minimum=2),
+            ParamSpec("variant", str, "ccnn", "ccnn; baseline2 = mini-batch k-means on initial features, no learning; "
+                      "baseline3 = full k-means on initial features", choices=VARIANTS),
+            ParamSpec("drift_compensation", bool, True, "recompute centroid-update features with W_t + eta·ΔW_{t-1} "
+                      "(eq. 14); false = the paper's Baseline-I"),
+            ParamSpec("eta", float, 1.0, "multiple of the last weight step used to track the weights back (1 = paper)",
+                      minimum=0.0),
+            ParamSpec("network", str, "auto", "ccnn (pre-trained trunk, 224 px) or digits (simplified CCNN, native "
+                      "size); auto picks digits for images up to 64 px", choices=NETWORKS),
+            ParamSpec("backbone", str, "alexnet", "trunk of the ccnn network", choices=("alexnet", "resnet18", "resnet50")),
+            ParamSpec("weights", str, "default", "trunk weights: default (ImageNet, downloaded once), a file path, or none"),
+            ParamSpec("adapt_channels", str, "", "adaptation conv widths before the k-channel conv, e.g. 6144,2048 "
+                      "(empty = paper: 6144,2048 for ccnn, 128 for digits)"),
+            ParamSpec("input_size", int, 0, "input side in pixels for the ccnn network (0 = backbone's 224)", minimum=0),
+            ParamSpec("train_layers", str, "all", "layers fine-tuned: all, adaptation (trunk frozen) or head (FC9 + softmax)",
+                      choices=TRAIN_LAYERS),
+            ParamSpec("epochs", int, 10, "passes over the data (paper: 10 pre-trained, ~30 from random init)", minimum=1),
+            ParamSpec("n_m", int, 50, "mini-batch size N_m", minimum=2),
+            ParamSpec("k_m", int, 10, "closest samples per mini-batch kept as pseudo-labelled data", minimum=1),
+            ParamSpec("lr", float, 0.01, "SGD learning rate of fine-tuning", minimum=0.0),
+            ParamSpec("momentum", float, 0.9, "SGD momentum", minimum=0.0, maximum=1.0),
+            ParamSpec("finetune_steps", int, 1, "SGD steps on each full pseudo-labelled buffer", minimum=1),
+            ParamSpec("centroid_update", str, "every_batch", "every_batch (Sec. III.C) or after_finetune (Table I)",
+                      choices=CENTROID_UPDATES),
+            ParamSpec("seed_pool", int, 2000, "random images whose features feed k-means++ seeding", minimum=2),
+            ParamSpec("batch_size", int, 256, "images per forward pass when seeding and labelling", minimum=1),
+            ParamSpec("device", str, "auto", "auto, cpu, cuda or mps"),
+            ParamSpec("random_state", int, 0, "seed"),
+            ParamSpec("checkpoint_dir", str, None, "folder for checkpoints (written on cancel and every checkpoint_every mini-batches)"),
+            ParamSpec("checkpoint_every", int, 500, "mini-batches between checkpoints", minimum=1),
+            ParamSpec("resume", bool, False, "continue from the checkpoint in checkpoint_dir"),
+        ]
+
+    @classmethod
+    def protocol_params(cls, protocol: str, dataset: ImageDataset) -> dict[str, Any]:
+        super().protocol_params(protocol, dataset)
+        digits = max(dataset.image_shape[:2]) <= DIGIT_SIDE_LIMIT
+        params: dict[str, Any] = {"network": "digits" if digits else "ccnn"}
+        if dataset.n_classes:
+            params["n_clusters"] = int(dataset.n_classes)
+        if protocol == "paper":
+            # Fig. 7: saturates after ~14 epochs pre-trained, ~30 from random init (the digit net has no
+            # pre-trained weights).
+            params["epochs"] = 30 if digits else 10
+        else:
+            params.update({"epochs": 3, "seed_pool": 1000})
+            if not digits:
+                # CPU-feasible: paper's layout, narrower adaptation convs, smaller input.
+                params.update({"adapt_channels": "512,256", "input_size": 112})
+        return params
+
+    @classmethod
+    def describe_protocols(cls) -> dict[str, str]:
+        return {
+            "quick": "3 epochs; digit-sized images use the simplified CCNN, photos a narrow CCNN at 112 px",
+            "paper": "N_m=50, k_m=10; 10 epochs pre-trained (30 for the from-scratch digit net), full CCNN at 224 px",
+        }
+
+    @classmethod
+    def smoke_params(cls) -> dict[str, Any]:
+        return {
+            "network": "digits",
+            "weights": "none",
+            "adapt_channels": "16",
+            "epochs": 1,
+            "seed_pool": 200,
+            "input_size": 64,
+        }
+
+    # -- validation and building ------------------------------------------------------------------------
+    def _validate(self, dataset: ImageDataset) -> None:
+        from photocluster.errors import UsageError
+
+        if self.variant not in VARIANTS:
+            raise UsageError(f"ccnn: variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.network not in NETWORKS:
+            raise UsageError(f"ccnn: network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
+        if self.train_layers not in TRAIN_LAYERS:
+            raise UsageError(f"ccnn: train_layers must be one of {', '.join(TRAIN_LAYERS)}")
+        if self.centroid_update not in CENTROID_UPDATES:
+            raise UsageError(f"ccnn: centroid_update must be one of {', '.join(CENTROID_UPDATES)}")
+        if int(self.n_clusters) < 2:
+            raise UsageError("ccnn: n_clusters must be at least 2")
+        if len(dataset) < int(self.n_clusters):
+            raise UsageError(f"ccnn: {len(dataset)} images cannot form {self.n_clusters} clusters")
+        if not 1 <= int(self.k_m) <= int(self.n_m):
+            raise UsageError("ccnn: need 1 <= k_m <= n_m")
+        if self.resume and not self.checkpoint_dir:
+            raise UsageError("ccnn: resume needs checkpoint_dir")
+
+    def _resolved_network(self, dataset: ImageDataset) -> str:
+        if self.network != "auto":
+            return self.network
+        return "digits" if max(dataset.image_shape[:2]) <= DIGIT_SIDE_LIMIT else "ccnn"
+
+    def _adapt_channels(self, network: str) -> tuple[int, ...]:
+        text = str(self.adapt_channels or "").strip()
+        if not text:
+            return (128,) if network == "digits" else (6144, 2048)
+        try:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            from photocluster.errors import UsageError
+
+            raise UsageError(f"ccnn: adapt_channels must be comma-separated integers, got {text!r}") from None
+
+    def _build(self, dataset: ImageDataset, weights: str | None) -> None:
+        from photocluster.devices import resolve_device
+        from photocluster.features.pretrained import preprocess_for
+        from photocluster.models.ccnn_net import build_ccnn_net
+
+        self._network = self._resolved_network(dataset)
+        self._device = resolve_device(self.device)
+        torch.manual_seed(int(self.random_state))
+        self.net_ = build_ccnn_net(
+            int(self.n_clusters),
+            network=self._network,
+            backbone=self.backbone,
+            weights=weights,
+            in_channels=dataset.image_shape[2],
+            adapt_channels=self._adapt_channels(self._network),
+        ).to(self._device)
+        self._preprocess = preprocess_for(self.backbone) if self._network == "ccnn" else None
+        self._in_channels = dataset.image_shape[2]
+
+    def _to_input(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 NHWC batch → network input on the device."""
+        if self._network == "digits":
+            array = np.asarray(images)
+            if array.ndim == 3:
+                array = array[..., None]
+            tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self._device)
+            return tensor.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        from photocluster.features.pretrained import images_to_tensor
+
+        size = int(self.input_size) or self._preprocess.input_size
+        return images_to_tensor(images, self._preprocess, size=size, device=self._device)
+
+    @torch.no_grad()
+    def _features(self, images: np.ndarray) -> np.ndarray:
+        self.net_.eval()
+        return self.net_.features(self._to_input(images)).float().cpu().numpy().astype(np.float64)
+
+    def _trained_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        prefixes = {
+            "all": ("trunk.", "adaptation.", "fc9.", "softmax_layer."),
+            "adaptation": ("adaptation.", "fc9.", "softmax_layer."),
+            "head": ("fc9.", "softmax_layer."),
+        }[self.train_layers]
+        return [(name, p) for name, p in self.net_.named_parameters() if name.startswith(prefixes)]
+
+    # -- fitting ----------------------------------------------------------------------------------------
+    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        self._validate(dataset)
+        images = dataset.images
+        count = len(images)
+        k = int(self.n_clusters)
+        checkpoint_path = Path(self.checkpoint_dir) / CHECKPOINT_NAME if self.checkpoint_dir else None
+        resuming = bool(self.resume and checkpoint_path is not None and checkpoint_path.is_file())
+        # A resumed run rebuilds the architecture only; its weights come from the checkpoint.
+        self._build(dataset, "none" if resuming else self.weights)
+        throttle = Throttle(0.5)
+        learning = self.variant == "ccnn"
+        trained = self._trained_parameters() if learning else []
+        for name, parameter in self.net_.named_parameters():
+            parameter.requires_grad_(any(name == t for t, _ in trained))
+        optimizer = (
+            torch.optim.SGD([p for _, p in trained], lr=float(self.lr), momentum=float(self.momentum)) if learning else None
+        )
+        head_names = set(self.net_.head_parameter_names())
+        self.history_: list[dict[str, float]] = []
+
+        start_epoch, start_batch = 0, 0
+        buffer_indices: list[int] = []
+        buffer_labels: list[int] = []
+        delta: dict[str, torch.Tensor] = {}
+        if resuming:
+            state = load_checkpoint(checkpoint_path, map_location=self._device)
+            self.net_.load_state_dict(state["net"])
+            if optimizer is not None and state.get("optimizer"):
+                optimizer.load_state_dict(state["optimizer"])
+            self.centroids_ = state["centroids"].cpu().numpy().astype(np.float64)
+            self.counts_ = state["counts"].cpu().numpy().astype(np.int64)
+            start_epoch, start_batch = int(state["epoch"]), int(state["batch"])
+            buffer_indices = [int(i) for i in state["buffer_indices"].tolist()]
+            buffer_labels = [int(i) for i in state["buffer_labels"].tolist()]
+            delta = {name: value.to(self._device) for name, value in state["delta"].items()}
+            self.history_ = list(state["history"])
+            yield ProgressEvent("resume", message=f"resumed at epoch {start_epoch + 1}, mini-batch {start_batch}")
+        else:
+            yield from self._seed(images, cancel, throttle)
+
+        if self.variant == "baseline3":
+            yield from self._full_kmeans(images, cancel, throttle)
+            return
+
+        n_batches = math.ceil(count / int(self.n_m))
+        total = int(self.epochs) * n_batches
+        eta_clock = EtaEstimator(total - (start_epoch * n_batches + start_batch))
+        done_since_start = 0
+        feature_names = [name for name, _ in trained if name not in head_names]
+
+        def checkpoint_state(epoch: int, batch: int) -> dict[str, Any]:
+            return {
+                "params": {key: value for key, value in self.get_params().items()},
+                "net": self.net_.state_dict(),
+                "optimizer": optimizer.state_dict() if optimizer is not None else {},
+                "centroids": torch.from_numpy(self.centroids_.copy()),
+                "counts": torch.from_numpy(self.counts_.copy()),
+                "epoch": epoch,
+                "batch": batch,
+                "buffer_indices": torch.tensor(buffer_indices, dtype=torch.int64),
+                "buffer_labels": torch.tensor(buffer_labels, dtype=torch.int64),
+                "delta": {name: value.detach().cpu() for name, value in delta.items()},
+                "history": list(self.history_),
+            }
+
+        for epoch in range(start_epoch, int(self.epochs)):
+            # The order of an epoch depends only on (seed, epoch), so a resumed run sees the same batches.
+            order = np.random.default_rng([int(self.random_state), epoch]).permutation(count)
+            epoch_start = time.monotonic()
+            losses: list[float] = []
+            finetunes = 0
+            distance_sum, distance_count = 0.0, 0
+            first = start_batch if epoch == start_epoch else 0
+            for batch in range(first, n_batches):
+                if cancel.cancelled:
+                    if checkpoint_path is not None:
+                        save_checkpoint(checkpoint_path, checkpoint_state(epoch, batch))
+                    raise Cancelled("ccnn cancelled" + (f"; checkpoint in {checkpoint_path}" if checkpoint_path else ""))
+                # Sorted indices read a memmap front to back; the batch is still a random sample.
+                indices = np.sort(order[batch * int(self.n_m) : (batch + 1) * int(self.n_m)])
+                batch_images = images[indices]
+                inputs = self._to_input(batch_images)
+                self.net_.eval()
+                with torch.no_grad():
+                    features_now = self.net_.features(inputs).double().cpu().numpy()
+                d2 = squared_distances(features_now, self.centroids_)
+                assignments = d2.argmin(axis=1)
+                nearest = d2[np.arange(len(indices)), assignments]
+                distance_sum += float(nearest.sum())
+                distance_count += len(indices)
+
+                weights_changed = False
+                if learning:
+                    for position in top_closest(nearest, int(self.k_m)):
+                        buffer_indices.append(int(indices[position]))
+                        buffer_labels.append(int(assignments[position]))
+                    if len(buffer_indices) >= int(self.n_m):
+                        delta, loss = self._finetune(images, buffer_indices, buffer_labels, optimizer, feature_names)
+                        losses.append(loss)
+                        finetunes += 1
+                        buffer_indices, buffer_labels = [], []
+                        weights_changed = True
+
+                if weights_changed:
+                    self.net_.eval()
+                    if self.drift_compensation:
+                        update_features = backtracked_features(self.net_, inputs, delta, float(self.eta))
+                    else:
+                        with torch.no_grad():
+                            update_features = self.net_.features(inputs)
+                    update_centroids(self.centroids_, self.counts_, update_features.double().cpu().numpy(), assignments)
+                elif not learning or self.centroid_update == "every_batch":
+                    # No weight change since these features were computed: nothing has drifted.
+                    update_centroids(self.centroids_, self.counts_, features_now, assignments)
+
+                done_since_start += 1
+                step = epoch * n_batches + batch + 1
+                if checkpoint_path is not None and step % int(self.checkpoint_every) == 0:
+                    save_checkpoint(checkpoint_path, checkpoint_state(epoch, batch + 1))
+                if throttle.ready():
+                    metrics = {"epoch": float(epoch + 1), "mean_sq_distance": distance_sum / max(distance_count, 1)}
+                    if losses:
+                        metrics["loss"] = float(np.mean(losses[-20:]))
+                    yield ProgressEvent("train", step, total, metrics, eta_seconds=eta_clock.eta(done_since_start))
+            record = {
+                "epoch": float(epoch + 1),
+                "mean_sq_distance": distance_sum / max(distance_count, 1),
+                "finetune_steps": float(finetunes),
+                "seconds": time.monotonic() - epoch_start,
+            }
+            if losses:
+                record["loss"] = float(np.mean(losses))
+            self.history_.append(record)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, checkpoint_state(int(self.epochs), 0))
+        yield from self._label_all(images, cancel, throttle)
+
+    def _seed(self, images: np.ndarray, cancel: CancelToken, throttle: Throttle) -> Iterator[ProgressEvent]:
+        """k-means++ seeds from the features of ``seed_pool`` random images (initial centroids)."""
+        rng = np.random.default_rng(int(self.random_state))
+        count = len(images)
+        pool = np.sort(rng.choice(count, size=min(count, max(int(self.seed_pool), int(self.n_clusters))), replace=False))
+        chunks = []
+        step = int(self.batch_size)
+        for start in range(0, len(pool), step):
+            cancel.raise_if_cancelled()
+            chunks.append(self._features(images[pool[start : start + step]]))
+            if throttle.ready():
+                yield ProgressEvent("seed", start + step, len(pool), message="features for k-means++ seeding")
+        pool_features = np.concatenate(chunks)
+        seeds = kmeans_plusplus_seeds(pool_features, int(self.n_clusters), rng)
+        self.centroids_ = pool_features[seeds].copy()
+        self.counts_ = np.ones(int(self.n_clusters), dtype=np.int64)
+        yield ProgressEvent("seed", len(pool), len(pool), message=f"{self.n_clusters} k-means++ seeds")
+
+    def _finetune(
+        self,
+        images: np.ndarray,
+        buffer_indices: list[int],
+        buffer_labels: list[int],
+        optimizer: torch.optim.Optimizer,
+        feature_names: list[str],
+    ) -> tuple[dict[str, torch.Tensor], float]:
+        """SGD on the pseudo-labelled buffer; returns ΔW_{t−1} = W_before − W_after of the feature layers."""
+        order = np.argsort(buffer_indices, kind="stable")
+        indices = np.asarray(buffer_indices)[order]
+        labels = torch.as_tensor(np.asarray(buffer_labels)[order], dtype=torch.int64, device=self._device)
+        inputs = self._to_input(images[indices])
+        params = dict(self.net_.named_parameters())
+        before = {name: params[name].detach().clone() for name in feature_names}
+        _set_finetune_mode(self.net_)
+        loss_value = 0.0
+        for _ in range(int(self.finetune_steps)):
+            optimizer.zero_grad(set_to_none=True)
+            loss = sse_loss(self.net_(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            loss_value = float(loss.detach())
+        self.net_.eval()
+        delta = {name: before[name] - params[name].detach() for name in feature_names}
+        return delta, loss_value
+
+    def _label_all(self, images: np.ndarray, cancel: CancelToken, throttle: Throttle) -> Iterator[ProgressEvent]:
+        """Streamed final pass: labels, confidence (1 − d1/d2) and N × k FC9 embeddings."""
+        count = len(images)
+        k = int(self.n_clusters)
+        self.labels_ = np.empty(count, dtype=np.int64)
+        self.confidence_ = np.empty(count, dtype=np.float32)
+        self.embeddings_ = np.empty((count, k), dtype=np.float32)
+        step = int(self.batch_size)
+        for start in range(0, count, step):
+            cancel.raise_if_cancelled()
+            features = self._features(images[start : start + step])
+            labels, confidence = self._assign(features)
+            self.labels_[start : start + step] = labels
+            self.confidence_[start : start + step] = confidence
+            self.embeddings_[start : start + step] = features
+            if throttle.ready():
+                yield ProgressEvent("label", min(start + step, count), count)
+        yield ProgressEvent("label", count, count, message="done")
+
+    def _assign(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        distances = np.sqrt(squared_distances(features, self.centroids_))
+        order = np.argsort(distances, axis=1)
+        rows = np.arange(len(features))
+        nearest = distances[rows, order[:, 0]]
+        second = distances[rows, order[:, 1]]
+        confidence = np.where(second > 0, 1.0 - nearest / np.maximum(second, 1e-12), 0.0)
+        return order[:, 0].astype(np.int64), confidence.astype(np.float32)
+
+    def _full_kmeans(self, images: np.ndarray, cancel: CancelToken, throttle: Throttle) -> Iterator[ProgressEvent]:
+        """Baseline-III: all features at once, scikit-learn k-means (k-means++, 10 restarts)."""
+        from sklearn.cluster import KMeans
+
+        count = len(images)
+        step = int(self.batch_size)
+        self.embeddings_ = np.empty((count, int(self.n_clusters)), dtype=np.float32)
+        for start in range(0, count, step):
+            cancel.raise_if_cancelled()
+            self.embeddings_[start : start + step] = self._features(images[start : start + step])
+            if throttle.ready():
+                yield ProgressEvent("features", min(start + step, count), count)
+        yield ProgressEvent("k-means", 0, None, message="full k-means on all features (Baseline-III)")
+        kmeans = KMeans(int(self.n_clusters), n_init=10, random_state=int(self.random_state)).fit(self.embeddings_)
+        self.centroids_ = kmeans.cluster_centers_.astype(np.float64)
+        self.counts_ = np.bincount(kmeans.labels_, minlength=int(self.n_clusters)).astype(np.int64)
+        self.labels_, self.confidence_ = self._assign(self.embeddings_.astype(np.float64))
+        self.history_.append({"inertia": float(kmeans.inertia_)})
+        yield ProgressEvent("k-means", 1, 1, message="done")
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Nearest learned centroid of each new uint8 image (N, H, W, C)."""
+        if not hasattr(self, "centroids_"):
+            raise RuntimeError("ccnn: call fit first")
+        labels = []
+        for start in range(0, len(images), int(self.batch_size)):
+            labels.append(self._assign(self._features(images[start : start + int(self.batch_size)]))[0])
+        return np.concatenate(labels)

@@ -1,0 +1,128 @@
+"""The CCNN network (Hsu & Lin, IEEE TMM 2017, seed 004) and its simplified variant for digit-sized images.
+
+Full CCNN (Sec. III and Table V of the paper)::
+
+    AlexNet conv1–conv5 (ImageNet pre-trained; pool5 dropped so the map stays 13×13 at 224 px)
+    → adaptation layer: conv6 3×3 (6144) → conv7 3×3 (2048) → conv8 3×3 (k)      [ReLU after each]
+    → global max-pool over the map (k values: "local salient features")
+    → FC9 (k → k, ReLU): the feature h used for clustering
+    → "Softmax" layer (k → k) + softmax: the prediction trained against the one-hot pseudo label.
+
+Conv1–5 can be swapped for a ResNet-18/50 trunk (everything up to ``layer4``), as the paper allows.
+
+Simplified CCNN for digits (Fig. 4: "removing some convolution layers to fit the data type"; the figure's
+exact widths are not in the text, so this is our reading): two 5×5 conv + max-pool stages instead of
+AlexNet conv1–5, a two-conv adaptation layer (128 channels, then k), the same global max-pool, FC9 and
+softmax head. It is trained from scratch (no ImageNet weights exist for it), like the paper's MNIST run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from photocluster.features.pretrained import build_backbone
+
+
+class CCNNNet(nn.Module):
+    """Trunk + adaptation convs + global max-pool + FC9 + softmax layer.
+
+    Parameters
+    ----------
+    trunk:
+        Convolutional feature extractor returning a (B, C, H, W) map.
+    trunk_channels:
+        C of the trunk's output.
+    n_clusters:
+        k: channels of the last adaptation conv, width of FC9 and of the softmax layer.
+    adapt_channels:
+        Widths of the adaptation convs before the final k-channel conv (paper: 6144, 2048).
+    """
+
+    def __init__(self, trunk: nn.Module, trunk_channels: int, n_clusters: int, adapt_channels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.trunk = trunk
+        layers: list[nn.Module] = []
+        channels = trunk_channels
+        for width in (*adapt_channels, n_clusters):
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+        self.adaptation = nn.Sequential(*layers)
+        self.fc9 = nn.Linear(n_clusters, n_clusters)
+        self.softmax_layer = nn.Linear(n_clusters, n_clusters)
+        self.n_clusters = n_clusters
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """FC9 output h (B, k): what CCNN clusters."""
+        salient = torch.amax(self.adaptation(self.trunk(x)), dim=(2, 3))  # global max-pool
+        return torch.relu(self.fc9(salient))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities (B, k)."""
+        return torch.softmax(self.softmax_layer(self.features(x)), dim=1)
+
+    def head_parameter_names(self) -> list[str]:
+        """Parameters after the feature h (they do not change h, so drift compensation ignores them)."""
+        return [f"softmax_layer.{name}" for name, _ in self.softmax_layer.named_parameters()]
+
+
+def _digit_trunk(in_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+def build_ccnn_net(
+    n_clusters: int,
+    network: str = "ccnn",
+    backbone: str = "alexnet",
+    weights: str | Path | None = "default",
+    in_channels: int = 3,
+    adapt_channels: tuple[int, ...] = (6144, 2048),
+    progress: bool = True,
+) -> CCNNNet:
+    """Build a CCNN network.
+
+    Parameters
+    ----------
+    n_clusters:
+        k.
+    network:
+        "ccnn" (pre-trained trunk, 224 px input) or "digits" (simplified CCNN, native resolution,
+        random init, ``in_channels`` input channels).
+    backbone:
+        Trunk of the full network: "alexnet" (paper), "resnet18" or "resnet50".
+    weights:
+        Trunk weights, as :func:`photocluster.features.pretrained.build_backbone` takes them.
+    in_channels:
+        Input channels of the digit network (the full network always takes RGB).
+    adapt_channels:
+        Adaptation conv widths before the k-channel conv: (6144, 2048) for "ccnn" in the paper; the digit
+        network uses (128,) unless told otherwise.
+    progress:
+        Progress bar while downloading weights.
+    """
+    if n_clusters < 2:
+        raise ValueError("n_clusters must be at least 2")
+    if network == "digits":
+        return CCNNNet(_digit_trunk(in_channels), 64, n_clusters, tuple(adapt_channels))
+    if network != "ccnn":
+        raise ValueError(f"unknown CCNN network {network!r}; choose ccnn or digits")
+    model = build_backbone(backbone, weights=weights, progress=progress)
+    if backbone == "alexnet":
+        # conv1–conv5 with their ReLUs; pool5 is dropped so the adaptation convs see a 13×13 map.
+        trunk: nn.Module = nn.Sequential(*list(model.features.children())[:-1])
+        channels = 256
+    else:
+        trunk = nn.Sequential(
+            model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3, model.layer4
+        )
+        channels = model.fc.in_features
+    return CCNNNet(trunk, channels, n_clusters, tuple(adapt_channels))
