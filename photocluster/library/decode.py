@@ -199,8 +199,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     if mode == "P":
-        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-        mode = img.mode
+        if "transparency" not in img.info:
+            return img.convert("RGB")
+        img = img.convert("RGBA")
+        mode = "RGBA"
     elif mode == "PA":
         img = img.convert("RGBA")
         mode = "RGBA"
