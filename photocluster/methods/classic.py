@@ -34,6 +34,10 @@ _COMMON_HELP = {
 }
 
 
+# Data sets on which DAC fed the classical baselines HOG + an 8×8 colour map instead of raw pixels.
+_HOG_COLOR_SETS = ("stl10", "imagenet10", "imagenet-dog")
+
+
 def _distance_confidence(distances: np.ndarray) -> np.ndarray:
     """Map distances to the assigned centre to (0, 1]: 1 at the centre, 0.5 at the mean distance.
 
@@ -88,6 +92,18 @@ class _FeatureClustering(ClusteringMethod):
             specs.append(ParamSpec(p.name, kind, p.default, cls._help.get(p.name, _COMMON_HELP.get(p.name, "")),
                                    choices=choices, minimum=2 if p.name == "n_clusters" else None))
         return specs
+
+    @classmethod
+    def protocol_params(cls, protocol: str, dataset: ImageDataset) -> dict[str, Any]:
+        """DAC's baseline inputs: HOG + 8×8 colour map on STL-10 and the ImageNet subsets, raw pixels
+        elsewhere (the constructor default). Both protocols are the same: there is no training schedule."""
+        super().protocol_params(protocol, dataset)
+        return {"features": "hog-color"} if dataset.name in _HOG_COLOR_SETS else {}
+
+    @classmethod
+    def describe_protocols(cls) -> dict[str, str]:
+        line = "features hog-color on stl10/imagenet10/imagenet-dog, raw pixels elsewhere (DAC's inputs)"
+        return {"quick": line, "paper": line}
 
     # -- helpers ------------------------------------------------------------------------------
     def _validate(self, n_images: int) -> None:
@@ -270,6 +286,21 @@ class _QuadraticClustering(_FeatureClustering):
 
     max_samples: int
     subsample: bool
+
+    @classmethod
+    def protocol_params(cls, protocol: str, dataset: ImageDataset) -> dict[str, Any]:
+        """As the other baselines, plus ``subsample=True`` on sets above ``max_samples`` images: DAC's
+        full-set SC/AC on 60,000-70,000 images needs tens of GB here (-p subsample=false to insist)."""
+        params = super().protocol_params(protocol, dataset)
+        if len(dataset) > cls._default_max_samples:
+            params["subsample"] = True
+        return params
+
+    @classmethod
+    def describe_protocols(cls) -> dict[str, str]:
+        line = (super().describe_protocols()["quick"] + f"; above {cls._default_max_samples:,} images: cluster a "
+                "random subset, assign the rest to the nearest cluster mean")
+        return {"quick": line, "paper": line}
 
     def _fit_subset(self, features: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

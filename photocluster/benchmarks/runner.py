@@ -1,0 +1,371 @@
+"""The headless benchmark: run methods on a data set over seeds, score them, print them next to the papers.
+
+``photocluster --headless --benchmark NAME --method M[,M2] [--protocol quick|paper] [--seeds N] ...``
+
+For each method and seed the runner builds the method with the protocol's parameters for this data set
+(``method_class(name).protocol_params(protocol, dataset)``), the user's ``-p KEY=VALUE`` overrides, and
+``device`` / ``weights`` / ``boot`` where the method has such a parameter; it drives ``fit_steps`` with a
+tqdm bar (stage, step/total, metrics, ETA), times the run and scores ``labels_`` against the ground truth.
+
+``--output FILE`` writes JSON. With one method it is one object::
+
+    {"benchmark", "method", "protocol", "n_images", "runs": [{"seed", "acc", "nmi", "ari", "seconds", ...}],
+     "mean": {"acc", "nmi", "ari"}, "paper": {...} or null, ...}
+
+With several methods (``--method kmeans,gmm``) the file holds a JSON list of such objects, one per method, in
+the order given. Extra keys: ``std``, ``best``, ``n_clusters``, ``params``, ``nmi_average``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from photocluster.data.dataset import ImageDataset
+from photocluster.errors import UsageError
+from photocluster.progress import CancelToken, Cancelled
+
+__all__ = ["run_benchmark", "run_benchmark_command", "print_listing", "format_table", "parse_methods"]
+
+_TABLE_METRICS = ("acc", "nmi", "ari")
+
+
+def parse_methods(spec: str | None) -> list[str]:
+    """``"kmeans, gmm"`` → ``["kmeans", "gmm"]``; UsageError for an empty list or an unknown name."""
+    from photocluster.methods.base import list_methods
+
+    names = [part.strip() for part in (spec or "").split(",") if part.strip()]
+    if not names:
+        raise UsageError(f"--benchmark needs --method (one of: {', '.join(list_methods())})")
+    available = list_methods()
+    for name in names:
+        if name not in available:
+            raise UsageError(f"unknown method {name!r}; choose one of: {', '.join(available)}")
+    return names
+
+
+def _parse_clusters(value: Any, dataset: ImageDataset) -> int:
+    if value is None:
+        if dataset.n_classes is None:
+            raise UsageError(f"{dataset.name} has no labels: give the number of clusters with -k")
+        return int(dataset.n_classes)
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"-k/--clusters must be a whole number for benchmarks, got {value!r}") from None
+    if k < 2:
+        raise UsageError(f"-k/--clusters must be at least 2, got {k}")
+    if k > len(dataset):
+        raise UsageError(f"-k/--clusters {k} is more than the {len(dataset)} images")
+    return k
+
+
+def _method_kwargs(name: str, n_clusters: int, seed: int, protocol_params: dict[str, Any], overrides: dict[str, Any],
+                   device: str | None, weights: str | None, boot: str | None) -> dict[str, Any]:
+    from photocluster.methods.base import method_class
+
+    accepted = set(method_class(name)._param_names())
+    kwargs: dict[str, Any] = {"n_clusters": n_clusters, "random_state": seed, **protocol_params, **overrides}
+    for key, value in (("device", device), ("weights", weights), ("boot", boot)):
+        if value is not None and key in accepted and key not in overrides:
+            kwargs[key] = value
+    return kwargs
+
+
+class _ProgressBar:
+    """One tqdm bar per run; the total follows the current stage (features, cluster, train, ...)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled
+        self._bar = None
+        self._stage: str | None = None
+
+    def update(self, event) -> None:  # event: ProgressEvent
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self._bar is None or event.stage != self._stage:
+            if self._bar is not None:
+                self._bar.close()
+            self._stage = event.stage
+            self._bar = tqdm(total=event.total, desc=f"{self.label} {event.stage}", leave=False, file=sys.stderr,
+                             dynamic_ncols=True)
+        bar = self._bar
+        if event.total is not None and bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.step
+        postfix = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in dict(event.metrics).items()}
+        if event.eta_seconds is not None:
+            postfix["eta"] = _format_seconds(event.eta_seconds)
+        bar.set_postfix(postfix, refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def run_benchmark(
+    benchmark: str,
+    method: str,
+    *,
+    protocol: str = "quick",
+    seeds: Sequence[int] = (0,),
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    limit: int | None = None,
+    n_clusters: int | str | None = None,
+    device: str | None = "auto",
+    weights: str | None = None,
+    boot: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    cancel: CancelToken | None = None,
+    dataset: ImageDataset | None = None,
+) -> dict[str, Any]:
+    """Run one method on one benchmark data set for each seed and score it.
+
+    Parameters
+    ----------
+    benchmark:
+        Data set name (see :func:`photocluster.data.datasets.list_datasets`) or ``folder:PATH``.
+    method:
+        Registered method name.
+    protocol:
+        "quick" or "paper" (the method's :meth:`protocol_params`).
+    seeds:
+        One run per seed (``random_state``).
+    data_dir, download, limit:
+        Passed to :func:`~photocluster.data.datasets.load_dataset` (ignored when ``dataset`` is given).
+    n_clusters:
+        k; default the number of classes.
+    device, weights, boot:
+        Passed only to methods that have such a parameter.
+    overrides:
+        Typed method parameters (``-p``), applied last.
+    progress:
+        Show tqdm bars on stderr.
+    cancel:
+        Cancels the running fit (raises :class:`~photocluster.progress.Cancelled`).
+    dataset:
+        An already loaded data set (several methods on one set load it once).
+
+    Returns
+    -------
+    dict
+        The results record written by ``--output`` (see the module docstring).
+    """
+    from photocluster.benchmarks.specs import paper_result
+    from photocluster.data.datasets import load_dataset
+    from photocluster.methods.base import get_method
+    from photocluster.metrics import evaluate
+
+    if protocol not in ("quick", "paper"):
+        raise UsageError(f"unknown protocol {protocol!r}; choose quick or paper")
+    if not seeds:
+        raise UsageError("at least one seed is needed")
+    cls = _method_class_or_usage_error(method)
+    if dataset is None:
+        dataset = load_dataset(benchmark, data_dir=data_dir, download=download, progress=progress, limit=limit)
+    if dataset.labels is None:
+        raise UsageError(f"{benchmark} has no labels, so it cannot be scored")
+    k = _parse_clusters(n_clusters, dataset)
+    protocol_params = cls.protocol_params(protocol, dataset)
+    overrides = dict(overrides or {})
+    cancel = cancel or CancelToken()
+
+    runs: list[dict[str, Any]] = []
+    params_used: dict[str, Any] = {}
+    for seed in seeds:
+        kwargs = _method_kwargs(method, k, int(seed), protocol_params, overrides, device, weights, boot)
+        try:
+            estimator = get_method(method, **kwargs)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        params_used = estimator.get_params()
+        bar = _ProgressBar(f"{method} seed {seed}", progress)
+        started = time.perf_counter()
+        try:
+            for event in estimator.fit_steps(dataset, cancel=cancel):
+                bar.update(event)
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - started
+        scores = evaluate(dataset.labels, estimator.labels_)
+        runs.append({"seed": int(seed), "acc": scores["acc"], "nmi": scores["nmi"], "ari": scores["ari"],
+                     "seconds": seconds, "nmi_arithmetic": scores["nmi_arithmetic"], "jc": scores["jc"],
+                     "fmi": scores["fmi"], "n_found_clusters": int(len(np.unique(estimator.labels_)))})
+
+    def stat(fn) -> dict[str, float]:
+        return {m: float(fn([run[m] for run in runs])) for m in (*_TABLE_METRICS, "nmi_arithmetic", "seconds")}
+
+    paper = paper_result(benchmark, method)
+    return {
+        "benchmark": benchmark,
+        "method": method,
+        "protocol": protocol,
+        "n_images": int(len(dataset)),
+        "n_clusters": k,
+        "runs": runs,
+        "mean": stat(np.mean),
+        "std": stat(np.std),
+        "best": {m: float(max(run[m] for run in runs)) for m in (*_TABLE_METRICS, "nmi_arithmetic")},
+        "nmi_average": "geometric",
+        "params": {key: value for key, value in params_used.items() if key != "random_state"},
+        "paper": paper.as_dict() if paper is not None else None,
+    }
+
+
+def _method_class_or_usage_error(name: str):
+    from photocluster.methods.base import method_class
+
+    try:
+        return method_class(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _split_overrides(methods: list[str], assignments: list[str]) -> dict[str, dict[str, Any]]:
+    """Each ``-p KEY=VALUE`` goes to the methods that have KEY; a key no chosen method has is an error."""
+    from photocluster.methods.base import method_class, parse_param_overrides
+
+    per_method: dict[str, dict[str, Any]] = {name: {} for name in methods}
+    for item in assignments:
+        key = item.partition("=")[0].strip().replace("-", "_")
+        takers = [name for name in methods if key in method_class(name)._param_names()]
+        if not takers:
+            # Let the parser phrase the error (it lists the valid names of the first method).
+            parse_param_overrides(methods[0], [item])
+        for name in takers:
+            per_method[name].update(parse_param_overrides(name, [item]))
+    return per_method
+
+
+def _cell(mean: float | None, std: float | None = None) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """The side-by-side text table: measured mean ± std and best, then the paper's row (or "no paper row")."""
+    if not results:
+        return ""
+    first = results[0]
+    lines = [
+        f"benchmark {first['benchmark']}: {first['n_images']:,} images, k = {first['n_clusters']}, "
+        f"protocol {first['protocol']}; NMI with geometric averaging unless marked (arith.)",
+    ]
+    header = f"{'method':<14} {'row':<44} {'ACC':<17} {'NMI':<17} {'ARI':<17} {'s/run':>8}"
+    lines += [header, "-" * len(header)]
+    for result in results:
+        n = len(result["runs"])
+        mean, std, best = result["mean"], result["std"], result["best"]
+        lines.append(f"{result['method']:<14} {f'measured, mean ± std of {n} seed' + ('s' if n != 1 else ''):<44} "
+                     f"{_cell(mean['acc'], std['acc']):<17} {_cell(mean['nmi'], std['nmi']):<17} "
+                     f"{_cell(mean['ari'], std['ari']):<17} {mean['seconds']:>8.1f}")
+        lines.append(f"{'':<14} {f'measured, best of {n}':<44} {_cell(best['acc']):<17} {_cell(best['nmi']):<17} "
+                     f"{_cell(best['ari']):<17}")
+        paper = result.get("paper")
+        if paper:
+            source = f"{paper['paper']}, {paper['table']}"
+            nmi = _cell(paper["nmi"]) + (" (arith.)" if paper["nmi"] is not None and paper["nmi_average"] == "arithmetic" else "")
+            lines.append(f"{'':<14} {source[:44]:<44} {_cell(paper['acc']):<17} {nmi:<17} {_cell(paper['ari']):<17}")
+            if len(source) > 44:
+                lines.append(f"{'':<14}   ({source[44:].strip()})")
+        else:
+            lines.append(f"{'':<14} {'no paper row':<44}")
+    return "\n".join(lines)
+
+
+def run_benchmark_command(args) -> int:
+    """``--benchmark``: run every requested method over the seeds, print the table, write ``--output``.
+
+    ``args`` is the argparse namespace of :mod:`photocluster.cli`. Returns the exit code (0; 130 when
+    cancelled with Ctrl-C).
+    """
+    from photocluster.cli import install_sigint_cancel
+    from photocluster.data.datasets import load_dataset
+
+    methods = parse_methods(getattr(args, "method", None))
+    overrides = _split_overrides(methods, list(getattr(args, "param", []) or []))
+    progress = not getattr(args, "quiet", False)
+    output = getattr(args, "output", None)
+    if output is not None and Path(output).is_dir():
+        raise UsageError(f"--output {output} is a folder; give a file name")
+    dataset = load_dataset(args.benchmark, data_dir=args.data_dir, download=args.download, progress=progress,
+                           limit=args.limit)
+    _parse_clusters(args.clusters, dataset)  # fail on a bad -k before any work
+    token = CancelToken()
+    install_sigint_cancel(token)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    results = []
+    for name in methods:
+        try:
+            results.append(run_benchmark(
+                args.benchmark, name, protocol=args.protocol, seeds=seeds, n_clusters=args.clusters,
+                device=args.device, weights=args.weights, boot=args.boot, overrides=overrides[name],
+                progress=progress, cancel=token, dataset=dataset,
+            ))
+        except Cancelled:
+            print(f"photocluster: {name} cancelled; no results for it", file=sys.stderr)
+            if results:
+                print(format_table(results))
+                _write_output(output, results)
+            return 130
+    print(format_table(results))
+    _write_output(output, results)
+    return 0
+
+
+def _write_output(output: str | None, results: list[dict[str, Any]]) -> None:
+    if not output:
+        return
+    payload: Any = results[0] if len(results) == 1 else results
+    path = Path(output).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write --output {output}: {exc}") from None
+    print(f"results written to {path}", file=sys.stderr)
+
+
+def print_listing() -> None:
+    """``--list``: the data sets with their sizes, then the methods with their description and protocols."""
+    from photocluster.data.datasets import list_datasets
+    from photocluster.methods.base import list_methods, method_class
+
+    print("Data sets (--benchmark NAME):")
+    for info in list_datasets():
+        size = "x".join(str(s) for s in info.image_size) if info.image_size else "any"
+        count = f"{info.n_images:,}" if info.n_images else "any"
+        classes = str(info.n_classes) if info.n_classes else "sub-folders"
+        print(f"  {info.name:<14} {count:>8} images  {size:>9}  {classes:>11} classes  {info.description}")
+    print()
+    print("Methods (--method NAME, several separated by commas):")
+    for name in list_methods():
+        cls = method_class(name)
+        print(f"  {name:<14} [{cls.family}] {cls.description}")
+        if cls.paper:
+            print(f"  {'':<14} paper: {cls.paper}")
+        for protocol, line in cls.describe_protocols().items():
+            print(f"  {'':<14} --protocol {protocol}: {line}")
