@@ -1,0 +1,760 @@
+"""The main window: add folders → scan report → pick a method → train in the background → browse, edit, export.
+
+Long work (scan, decode + training, splitting a cluster, export) runs in a :class:`CancellableWorker`; the
+GUI thread only receives its signals, so the window stays responsive throughout. One job runs at a time.
+
+Every edit (rename, move photos, merge, split, lock) goes through the catalog
+(:mod:`photocluster.library.catalog`), which keeps the undo / redo stack and persists it, so reopening the
+app restores the session: the clusters, their names and the user's corrections.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from photocluster.gui.dialogs import ExportDialog, PreviewDialog, error_reason, show_error
+from photocluster.gui.jobs import TrainingResult, scan_job, split_job, training_job
+from photocluster.gui.models import ClusterListModel, ClusterRow, PhotoGridModel, PhotoRow, ThumbnailLoader
+from photocluster.gui.widgets import (
+    ClusterListView,
+    LogPanel,
+    MethodPicker,
+    PhotoGridView,
+    ProgressPanel,
+    describe_event,
+)
+from photocluster.gui.workers import CancellableWorker, start_worker
+from photocluster.progress import ProgressEvent
+
+#: skipped files listed in the window (all of them go to the log)
+MAX_SKIPPED_SHOWN = 2000
+
+
+def open_catalog(path: Path | None = None) -> Any:
+    """The session's catalog (default: in the data folder), or None when the catalog module is missing."""
+    try:
+        from photocluster.library.catalog import Catalog
+    except ImportError:
+        return None
+    return Catalog(path) if path is not None else Catalog()
+
+
+class MainWindow(QMainWindow):
+    """The photocluster main window.
+
+    Parameters
+    ----------
+    catalog:
+        An open catalog to use (tests); default: the user's catalog in the data folder.
+    settings:
+        Where the window keeps its folder list and layout (default: ``gui.ini`` in the config folder).
+    """
+
+    #: emitted when a job ends: "scan", "train" or "split", and how: "done", "cancelled" or "failed"
+    job_finished = Signal(str, str)
+    #: emitted after the cluster list was rebuilt from the catalog
+    clusters_refreshed = Signal()
+
+    def __init__(self, catalog: Any = None, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("photocluster")
+        self.setAcceptDrops(True)  # drop folders onto the window to add them
+        self.resize(1320, 860)
+
+        if settings is None:
+            from photocluster.config import config_dir
+
+            settings = QSettings(str(config_dir() / "gui.ini"), QSettings.Format.IniFormat)
+        self.settings = settings
+        self.catalog = catalog if catalog is not None else open_catalog()
+        self.folders: list[Path] = []
+        self.scan_report: Any = None
+        self.last_result: TrainingResult | None = None
+        self.worker: CancellableWorker | None = None
+        self.job_name = ""
+        self._close_when_idle = False
+        self._current_cluster_id: int | None = None
+
+        self.thumbnails = ThumbnailLoader(thumbnail_size=128, parent=self)
+        self.cluster_model = ClusterListModel(self.thumbnails, cluster_paths=self.cluster_paths, parent=self)
+        self.photo_model = PhotoGridModel(self.thumbnails, parent=self)
+        self.cluster_model.rename_requested.connect(self.rename_cluster)
+        self.cluster_model.photos_dropped.connect(self.move_photos)
+
+        self._build_actions()
+        self._build_ui()
+        self._restore_settings()
+        self.refresh_clusters()
+        self._update_actions()
+        if self.catalog is None:
+            self.log_panel.log("The catalog module is not available: clusters cannot be stored or edited.")
+        QTimer.singleShot(0, self._offer_export_recovery)
+
+    # ------------------------------------------------------------------------------------------
+    # construction
+    def _build_actions(self) -> None:
+        def action(text: str, slot: Callable, shortcut: Any = None, tip: str = "") -> QAction:
+            act = QAction(text, self)
+            act.triggered.connect(lambda checked=False: slot())
+            if shortcut is not None:
+                act.setShortcuts(shortcut if isinstance(shortcut, list) else [shortcut])
+            if tip:
+                act.setToolTip(tip)
+                act.setStatusTip(tip)
+            self.addAction(act)  # shortcuts work wherever the focus is
+            return act
+
+        self.add_folder_action = action("Add folder…", self.choose_folder, QKeySequence.StandardKey.Open,
+                                        "Add a folder of photos (or drop folders onto the window)")
+        self.scan_action = action("Scan", self.start_scan, QKeySequence("F5"), "Scan the folders again")
+        self.train_action = action("Train", self.start_training, QKeySequence("Ctrl+Return"),
+                                   "Train the chosen method on the scanned photos")
+        self.cancel_action = action("Cancel", self.cancel_work, QKeySequence("Esc"), "Stop the running job")
+        self.undo_action = action("Undo", self.undo, QKeySequence.StandardKey.Undo, "Undo the last edit (Ctrl+Z)")
+        self.redo_action = action("Redo", self.redo, [QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo],
+                                  "Redo (Ctrl+Shift+Z)")
+        self.merge_action = action("Merge", self.merge_selected, QKeySequence("Ctrl+M"),
+                                   "Merge the selected clusters into the first one")
+        self.split_action = action("Split…", self.ask_split, QKeySequence("Ctrl+T"),
+                                   "Split the selected cluster in two or more (k-means on its photos)")
+        self.lock_action = action("Lock", self.toggle_lock, QKeySequence("Ctrl+L"),
+                                  "Lock the cluster: a new training run keeps it as it is")
+        self.lock_action.setCheckable(True)
+        self.rename_action = action("Rename", self.edit_current_cluster_name, QKeySequence("F2"), "Rename the cluster")
+        self.export_action = action("Export…", self.open_export_dialog, QKeySequence("Ctrl+E"),
+                                    "Copy or move each cluster into its own folder")
+
+    def _build_ui(self) -> None:
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("main-toolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for act in (self.add_folder_action, self.scan_action, None, self.train_action, self.cancel_action, None,
+                    self.undo_action, self.redo_action, None, self.rename_action, self.merge_action,
+                    self.split_action, self.lock_action, None, self.export_action):
+            if act is None:
+                toolbar.addSeparator()
+            else:
+                toolbar.addAction(act)
+        self.addToolBar(toolbar)
+
+        # -- left column: photos, method, training --------------------------------------------
+        self.folder_list = QListWidget()
+        self.folder_list.setMaximumHeight(90)
+        self.folder_list.setToolTip("Folders to sort; drop folders onto the window to add them")
+        add_button = QPushButton("Add folder…")
+        add_button.clicked.connect(self.choose_folder)
+        remove_button = QPushButton("Remove")
+        remove_button.clicked.connect(self.remove_selected_folders)
+        folder_buttons = QHBoxLayout()
+        folder_buttons.addWidget(add_button)
+        folder_buttons.addWidget(remove_button)
+        folder_buttons.addStretch(1)
+        self.scan_summary_label = QLabel("Add a folder of photos to begin.")
+        self.scan_summary_label.setWordWrap(True)
+        self.skipped_list = QListWidget()
+        self.skipped_list.setMaximumHeight(110)
+        self.skipped_list.setToolTip("Files that cannot be used, and why")
+        self.skipped_list.hide()
+        photos_box = QGroupBox("Photos")
+        photos_layout = QVBoxLayout(photos_box)
+        photos_layout.addWidget(self.folder_list)
+        photos_layout.addLayout(folder_buttons)
+        photos_layout.addWidget(self.scan_summary_label)
+        photos_layout.addWidget(self.skipped_list)
+
+        self.method_picker = MethodPicker()
+        method_box = QGroupBox("Method")
+        method_layout = QVBoxLayout(method_box)
+        method_layout.addWidget(self.method_picker)
+
+        self.train_button = QPushButton("Train")
+        self.train_button.clicked.connect(self.start_training)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_work)
+        run_buttons = QHBoxLayout()
+        run_buttons.addWidget(self.train_button, 1)
+        run_buttons.addWidget(self.cancel_button)
+        self.progress_panel = ProgressPanel()
+        training_box = QGroupBox("Training")
+        training_layout = QVBoxLayout(training_box)
+        training_layout.addLayout(run_buttons)
+        training_layout.addWidget(self.progress_panel)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(photos_box)
+        left_layout.addWidget(method_box)
+        left_layout.addWidget(training_box)
+        left_layout.addStretch(1)
+        left_scroll = QScrollArea()
+        left_scroll.setWidget(left)
+        left_scroll.setWidgetResizable(True)
+        left_scroll.setMinimumWidth(340)
+
+        # -- right: clusters, photos, log ---------------------------------------------------------
+        self.cluster_view = ClusterListView()
+        self.cluster_view.setModel(self.cluster_model)
+        self.cluster_view.selectionModel().selectionChanged.connect(lambda *_: self._on_cluster_selection())
+        self.cluster_view.setMinimumWidth(200)
+        clusters_box = QWidget()
+        clusters_layout = QVBoxLayout(clusters_box)
+        clusters_layout.setContentsMargins(0, 0, 0, 0)
+        self.clusters_label = QLabel("Clusters")
+        clusters_layout.addWidget(self.clusters_label)
+        clusters_layout.addWidget(self.cluster_view)
+
+        self.photo_view = PhotoGridView(thumbnail_size=128)
+        self.photo_view.setModel(self.photo_model)
+        self.photo_view.doubleClicked.connect(self.preview_photo)
+        self.grid_title = QLabel("Photos")
+        self.least_confident_box = QCheckBox("Least confident first")
+        self.least_confident_box.setToolTip("Show first the photos the model was least sure about: "
+                                            "the ones most worth checking")
+        self.least_confident_box.toggled.connect(self.photo_model.set_least_confident_first)
+        grid_header = QHBoxLayout()
+        grid_header.addWidget(self.grid_title, 1)
+        grid_header.addWidget(self.least_confident_box)
+        grid_box = QWidget()
+        grid_layout = QVBoxLayout(grid_box)
+        grid_layout.setContentsMargins(0, 0, 0, 0)
+        grid_layout.addLayout(grid_header)
+        grid_layout.addWidget(self.photo_view)
+
+        browse_split = QSplitter(Qt.Orientation.Horizontal)
+        browse_split.addWidget(clusters_box)
+        browse_split.addWidget(grid_box)
+        browse_split.setStretchFactor(0, 0)
+        browse_split.setStretchFactor(1, 1)
+        browse_split.setSizes([260, 700])
+
+        self.log_panel = LogPanel()
+        right_split = QSplitter(Qt.Orientation.Vertical)
+        right_split.addWidget(browse_split)
+        right_split.addWidget(self.log_panel)
+        right_split.setStretchFactor(0, 1)
+        right_split.setSizes([640, 150])
+
+        self.main_split = QSplitter(Qt.Orientation.Horizontal)
+        self.main_split.setObjectName("main-split")
+        self.main_split.addWidget(left_scroll)
+        self.main_split.addWidget(right_split)
+        self.main_split.setStretchFactor(1, 1)
+        self.main_split.setSizes([380, 940])
+        self.setCentralWidget(self.main_split)
+        self.statusBar().showMessage("Ready")
+
+    def sizeHint(self) -> QSize:  # noqa: D102
+        return QSize(1320, 860)
+
+    # ------------------------------------------------------------------------------------------
+    # settings (folder list, geometry) — the clusters themselves live in the catalog
+    def _restore_settings(self) -> None:
+        folders = self.settings.value("folders", [])
+        if isinstance(folders, str):
+            folders = [folders]
+        for folder in folders or []:
+            path = Path(folder)
+            if path.is_dir() and path not in self.folders:
+                self.folders.append(path)
+                self.folder_list.addItem(str(path))
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        method = self.settings.value("method")
+        if method:
+            try:
+                self.method_picker.set_method(str(method))
+            except ValueError:
+                pass
+
+    def _save_settings(self) -> None:
+        self.settings.setValue("folders", [str(f) for f in self.folders])
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("method", self.method_picker.method_name)
+        self.settings.sync()
+
+    # ------------------------------------------------------------------------------------------
+    # folders and scan
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos", str(Path.home()))
+        if folder:
+            self.add_folders([Path(folder)])
+
+    def add_folders(self, folders: Sequence[Path], scan: bool = True) -> list[Path]:
+        """Add folders (ignoring ones already there or not folders) and scan; returns those added."""
+        added = []
+        for folder in folders:
+            folder = Path(folder).expanduser()
+            if not folder.is_dir():
+                self.log_panel.log(f"not a folder, ignored: {folder}")
+                continue
+            folder = folder.resolve()
+            if folder in self.folders:
+                continue
+            self.folders.append(folder)
+            self.folder_list.addItem(str(folder))
+            added.append(folder)
+            self.log_panel.log(f"added folder {folder}")
+        if added and scan:
+            self.start_scan()
+        self._update_actions()
+        return added
+
+    def remove_selected_folders(self) -> None:
+        for item in self.folder_list.selectedItems():
+            path = Path(item.text())
+            if path in self.folders:
+                self.folders.remove(path)
+            self.folder_list.takeItem(self.folder_list.row(item))
+        self.scan_report = None
+        self.scan_summary_label.setText("Folders changed: scan again (F5).")
+        self._update_actions()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(Path(u.toLocalFile()).is_dir() for u in event.mimeData().urls()
+                                              if u.isLocalFile()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        folders = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        folders = [f for f in folders if f.is_dir()]
+        if folders:
+            event.acceptProposedAction()
+            self.add_folders(folders)
+
+    def start_scan(self) -> bool:
+        if not self.folders:
+            self.scan_summary_label.setText("Add a folder of photos to begin.")
+            return False
+        self.scan_summary_label.setText("Scanning…")
+        return self._start_job("scan", scan_job, list(self.folders), returned=self._on_scan_done)
+
+    def _on_scan_done(self, report: Any) -> None:
+        self.scan_report = report
+        if self.catalog is not None:
+            self.catalog.add_photos(report.photos)
+        self._show_scan_report(report, [])
+        self.log_panel.log(f"scan: {report.summary()}")
+        for skipped in report.skipped:
+            self.log_panel.log(f"  skipped {skipped.path}: {skipped.reason}")
+
+    def _show_scan_report(self, report: Any, decode_skipped: Sequence[Any]) -> None:
+        text = report.summary()
+        if decode_skipped:
+            text += f"; {len(decode_skipped)} could not be decoded"
+        self.scan_summary_label.setText(text)
+        self.skipped_list.clear()
+        skipped = list(report.skipped) + list(decode_skipped)
+        for item in skipped[:MAX_SKIPPED_SHOWN]:
+            self.skipped_list.addItem(f"{Path(item.path).name}: {item.reason}")
+            self.skipped_list.item(self.skipped_list.count() - 1).setToolTip(f"{item.path}\n{item.reason}")
+        if len(skipped) > MAX_SKIPPED_SHOWN:
+            self.skipped_list.addItem(f"… and {len(skipped) - MAX_SKIPPED_SHOWN} more (see the log)")
+        self.skipped_list.setVisible(bool(skipped))
+
+    # ------------------------------------------------------------------------------------------
+    # training
+    def start_training(self) -> bool:
+        """Decode + train the chosen method on the scanned photos, in the background."""
+        if self.scan_report is None:
+            if self.folders:
+                show_error(self, "Cannot train yet", "scan the folders first (F5) and wait for the scan report")
+            else:
+                show_error(self, "Cannot train yet", "add a folder of photos first")
+            return False
+        if not self.scan_report.photos:
+            show_error(self, "Cannot train", "the scan found no usable photos")
+            return False
+        try:
+            params = self.method_picker.method_params()
+        except ValueError as exc:
+            show_error(self, "Invalid parameter", exc)
+            return False
+        method = self.method_picker.method_name
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        self.log_panel.log(f"train {method} ({shown or 'defaults'}) on {len(self.scan_report.photos)} photos")
+        return self._start_job("train", training_job, list(self.scan_report.photos), method, params,
+                               returned=self._on_training_done)
+
+    def _on_training_done(self, result: TrainingResult) -> None:
+        self.last_result = result  # (its notes were logged as they were yielded)
+        if self.scan_report is not None:
+            self._show_scan_report(self.scan_report, result.decode_skipped)
+        if self.catalog is None:
+            return
+        photo_ids = self.catalog.add_photos(result.photos)
+        run_id = self.catalog.start_run(result.method, _jsonable(result.params))
+        self.catalog.record_result(run_id, photo_ids, result.labels, result.confidence)
+        n_clusters = len(set(result.labels.tolist()))
+        self.log_panel.log(f"{result.method}: {n_clusters} clusters of {len(result.labels)} photos (run {run_id})")
+        self.refresh_clusters()
+
+    # ------------------------------------------------------------------------------------------
+    # jobs
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None and not self.worker.is_done
+
+    def _start_job(self, name: str, func: Callable, *args: Any, returned: Callable[[Any], None]) -> bool:
+        if self.busy:
+            self.statusBar().showMessage(f"Wait for {self.job_name} to finish, or cancel it", 5000)
+            return False
+        self.job_name = name
+        self._job_outcome = "done"
+        self.progress_panel.set_idle(f"{name}: starting…")
+        self.worker = start_worker(
+            func,
+            *args,
+            connect={
+                "yielded": self._on_progress,
+                "returned": returned,
+                "errored": self._on_job_error,
+                "aborted": self._on_job_aborted,
+                "finished": self._on_job_finished,
+            },
+        )
+        self.statusBar().showMessage(f"{name}…")
+        self._update_actions()
+        return True
+
+    def cancel_work(self) -> None:
+        """Stop the running job; the core honours it within a second."""
+        if self.busy and self.worker is not None:
+            self.worker.quit()
+            self.progress_panel.detail_label.setText(f"{self.job_name}: cancelling…")
+            self.log_panel.log(f"{self.job_name}: cancel requested")
+            self._update_actions()
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        previous = self.progress_panel.last_event
+        self.progress_panel.show_event(event)
+        # The log keeps what matters later: stage changes, one-off messages, stage ends. Per-item messages
+        # (the file being decoded) only show in the progress line, or a 100,000-photo scan floods the log.
+        new_stage = previous is None or previous.stage != event.stage
+        one_off = not event.total or event.step >= event.total
+        if event.message and (new_stage or one_off) and (previous is None or event.message != previous.message):
+            self.log_panel.log(event.message)
+        elif new_stage:
+            self.log_panel.log(describe_event(event))
+
+    def _on_job_error(self, error: BaseException) -> None:
+        self._job_outcome = "failed"
+        self.log_panel.log(f"{self.job_name} failed: {error_reason(error)}")
+        self.progress_panel.set_idle(f"{self.job_name} failed: {error_reason(error)}")
+        if not self._close_when_idle:
+            show_error(self, f"{self.job_name.capitalize()} failed", error)
+
+    def _on_job_aborted(self) -> None:
+        self._job_outcome = "cancelled"
+        self.log_panel.log(f"{self.job_name} cancelled")
+
+    def _on_job_finished(self) -> None:
+        name, outcome = self.job_name, self._job_outcome
+        if outcome == "done":
+            self.progress_panel.set_done(f"{name} finished")
+        elif outcome == "cancelled":
+            self.progress_panel.set_idle(f"{name} cancelled")
+        self.statusBar().showMessage(f"{name} {outcome}", 5000)
+        self._update_actions()
+        self.job_finished.emit(name, outcome)
+        if self._close_when_idle:
+            QTimer.singleShot(0, self.close)
+
+    # ------------------------------------------------------------------------------------------
+    # browsing
+    def refresh_clusters(self, select: int | None = None) -> None:
+        """Rebuild the cluster list from the catalog, keeping (or setting) the selected cluster."""
+        keep = select if select is not None else self._current_cluster_id
+        rows: list[ClusterRow] = []
+        if self.catalog is not None:
+            for info in self.catalog.clusters():
+                rows.append(ClusterRow(id=info.id, name=info.name, size=info.size, locked=bool(info.locked),
+                                       representative=self._representative(info)))
+        self.cluster_model.set_clusters(rows)
+        total = sum(r.size for r in rows)
+        self.clusters_label.setText(f"Clusters ({len(rows)}, {total} photos)" if rows else "Clusters")
+        row = self.cluster_model.row_of(keep) if keep is not None else None
+        if row is None and rows:
+            row = 0
+        if row is not None:
+            self.cluster_view.setCurrentIndex(self.cluster_model.index(row))
+        else:
+            self._current_cluster_id = None
+            self.photo_model.set_photos([])
+            self.grid_title.setText("Photos")
+        self._on_cluster_selection()
+        self._update_actions()
+        self.clusters_refreshed.emit()
+
+    def _representative(self, info: Any) -> PhotoRow | None:
+        photo_id = getattr(info, "representative_photo_id", None)
+        if photo_id is None or self.catalog is None:
+            return None
+        try:
+            photo = self.catalog.photo(photo_id)
+        except Exception:  # noqa: BLE001 — a vanished representative only costs the icon
+            return None
+        return PhotoRow(id=photo.id, path=str(photo.path), content_hash=getattr(photo, "content_hash", None))
+
+    def selected_cluster_ids(self) -> list[int]:
+        rows = sorted(index.row() for index in self.cluster_view.selectionModel().selectedRows())
+        ids = [self.cluster_model.cluster(r).id for r in rows]
+        current = self.cluster_view.currentIndex()
+        if not ids and current.isValid():
+            ids = [self.cluster_model.cluster(current.row()).id]
+        return ids
+
+    def select_cluster(self, cluster_id: int) -> None:
+        row = self.cluster_model.row_of(cluster_id)
+        if row is None:
+            raise KeyError(f"no cluster {cluster_id}")
+        self.cluster_view.setCurrentIndex(self.cluster_model.index(row))
+        self._on_cluster_selection()
+
+    def _on_cluster_selection(self) -> None:
+        current = self.cluster_view.currentIndex()
+        if not current.isValid() or self.catalog is None:
+            self._update_actions()
+            return
+        cluster = self.cluster_model.cluster(current.row())
+        if cluster.id != self._current_cluster_id or self.photo_model.rowCount() != cluster.size:
+            self._current_cluster_id = cluster.id
+            self.photo_model.set_photos(self.photo_rows(cluster.id))
+        else:
+            self.photo_model.set_photos(self.photo_rows(cluster.id))
+        self.grid_title.setText(f"{cluster.name} — {cluster.size} photos")
+        self.lock_action.setChecked(cluster.locked)
+        self._update_actions()
+
+    def photo_rows(self, cluster_id: int) -> list[PhotoRow]:
+        return [
+            PhotoRow(id=p.id, path=str(p.path), confidence=getattr(p, "confidence", None),
+                     content_hash=getattr(p, "content_hash", None))
+            for p in self.catalog.photos_in(cluster_id)
+        ]
+
+    def cluster_paths(self, cluster_id: int) -> list[str]:
+        """The photo files of a cluster (for dragging the cluster out to a file manager)."""
+        if self.catalog is None:
+            return []
+        return [str(p.path) for p in self.catalog.photos_in(cluster_id)]
+
+    def preview_photo(self, index) -> PreviewDialog | None:
+        if not index.isValid():
+            return None
+        photo = self.photo_model.photo(index.row())
+        caption = photo.path + (f"\nconfidence {photo.confidence:.2f}" if photo.confidence is not None else "")
+        dialog = PreviewDialog(photo.path, caption, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    # ------------------------------------------------------------------------------------------
+    # editing (all through the catalog, so it is undoable and persistent)
+    def _edit(self, description: str, change: Callable[[], Any], select: int | None = None) -> bool:
+        if self.catalog is None:
+            show_error(self, "Cannot edit", "the catalog module is not available")
+            return False
+        try:
+            result = change()
+        except Exception as exc:  # noqa: BLE001 — the catalog explains why an edit is refused
+            show_error(self, f"Cannot {description}", exc)
+            return False
+        self.log_panel.log(description)
+        self.refresh_clusters(select=select if select is not None else (result if isinstance(result, int) else None))
+        return True
+
+    def rename_cluster(self, cluster_id: int, name: str) -> bool:
+        return self._edit(f"rename cluster to {name!r}", lambda: self.catalog.rename(cluster_id, name), cluster_id)
+
+    def edit_current_cluster_name(self) -> None:
+        index = self.cluster_view.currentIndex()
+        if index.isValid():
+            self.cluster_view.edit(index)
+
+    def move_photos(self, photo_ids: Sequence[int], cluster_id: int) -> bool:
+        ids = list(photo_ids)
+        source = self._current_cluster_id
+        return self._edit(f"move {len(ids)} photo(s)", lambda: self.catalog.move_photos(ids, cluster_id), source)
+
+    def merge_selected(self) -> bool:
+        ids = self.selected_cluster_ids()
+        if len(ids) < 2:
+            self.statusBar().showMessage("Select two or more clusters to merge (Ctrl+click)", 5000)
+            return False
+        return self._edit(f"merge {len(ids)} clusters", lambda: self.catalog.merge(ids), ids[0])
+
+    def toggle_lock(self) -> bool:
+        ids = self.selected_cluster_ids()
+        if not ids:
+            return False
+        cluster = self.cluster_model.cluster(self.cluster_model.row_of(ids[0]))
+        locked = not cluster.locked
+        return self._edit(("lock" if locked else "unlock") + " cluster",
+                          lambda: [self.catalog.set_locked(i, locked) for i in ids], ids[0])
+
+    def ask_split(self) -> bool:
+        ids = self.selected_cluster_ids()
+        if len(ids) != 1:
+            self.statusBar().showMessage("Select one cluster to split", 5000)
+            return False
+        n, ok = QInputDialog.getInt(self, "Split cluster", "Split into how many clusters?", 2, 2, 50)
+        return self.split_cluster(ids[0], n) if ok else False
+
+    def split_cluster(self, cluster_id: int, n_parts: int) -> bool:
+        """Split a cluster into ``n_parts`` by k-means on its photos (in the background), then record it."""
+        if self.catalog is None:
+            return False
+        photos = list(self.catalog.photos_in(cluster_id))
+        paths = [str(p.path) for p in photos]
+        hashes = [getattr(p, "content_hash", None) for p in photos]
+        photo_ids = [p.id for p in photos]
+
+        def apply(labels) -> None:
+            self._edit(f"split cluster into {n_parts}",
+                       lambda: self.catalog.split(cluster_id, photo_ids, labels.tolist()), cluster_id)
+
+        return self._start_job("split", split_job, paths, hashes, n_parts, returned=apply)
+
+    def undo(self) -> bool:
+        if self.catalog is None or not self.catalog.can_undo() or self.busy:
+            return False
+        return self._edit(f"undo: {self.catalog.undo_description()}", self.catalog.undo)
+
+    def redo(self) -> bool:
+        if self.catalog is None or not self.catalog.can_redo() or self.busy:
+            return False
+        return self._edit(f"redo: {self.catalog.redo_description()}", self.catalog.redo)
+
+    # ------------------------------------------------------------------------------------------
+    # export
+    def export_items(self) -> list[Any]:
+        """One ``ExportItem`` per photo of every cluster, named as the cluster is named now."""
+        return [] if self.catalog is None else list(self.catalog.export_items())
+
+    def open_export_dialog(self) -> ExportDialog:
+        default = str(self.settings.value("export_destination", "") or "")
+        dialog = ExportDialog(self.export_items, default_destination=default, parent=self)
+        dialog.export_finished.connect(lambda report: self._on_export_finished(dialog, report))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def _on_export_finished(self, dialog: ExportDialog, report: Any) -> None:
+        self.settings.setValue("export_destination", dialog.destination_edit.text())
+        self.log_panel.log(report.summary() if hasattr(report, "summary") else "export finished")
+
+    def _offer_export_recovery(self) -> None:
+        """An export interrupted last time (crash, power cut): offer to finish or roll it back."""
+        try:
+            from photocluster.library.export import pending_exports, recover_exports
+        except ImportError:
+            return
+        try:
+            pending = pending_exports()
+        except Exception as exc:  # noqa: BLE001 — a broken registry must not stop the app from opening
+            self.log_panel.log(f"could not check for interrupted exports: {error_reason(exc)}")
+            return
+        for item in pending:
+            answer = QMessageBox.question(
+                self, "Interrupted export",
+                f"An export into {item.destination} was interrupted after {item.finished_operations} of "
+                f"{item.total} photos.\n\nFinish it now? (No rolls it back; Cancel asks again next time.)",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No | QMessageBox.StandardButton.Cancel,
+            )
+            if answer == QMessageBox.StandardButton.Cancel:
+                continue
+            try:
+                for line in recover_exports(item.destination, rollback=answer == QMessageBox.StandardButton.No):
+                    self.log_panel.log(line)
+            except Exception as exc:  # noqa: BLE001
+                show_error(self, "Recovering the export failed", exc)
+
+    # ------------------------------------------------------------------------------------------
+    def _update_actions(self) -> None:
+        busy = self.busy
+        has_catalog = self.catalog is not None
+        has_clusters = self.cluster_model.rowCount() > 0
+        selected = len(self.selected_cluster_ids()) if has_clusters else 0
+        self.scan_action.setEnabled(not busy and bool(self.folders))
+        self.train_action.setEnabled(not busy)
+        self.train_button.setEnabled(not busy)
+        cancelling = busy and self.worker is not None and self.worker.cancel_requested
+        self.cancel_action.setEnabled(busy and not cancelling)
+        self.cancel_button.setEnabled(busy and not cancelling)
+        can_undo = has_catalog and not busy and self.catalog.can_undo()
+        can_redo = has_catalog and not busy and self.catalog.can_redo()
+        self.undo_action.setEnabled(can_undo)
+        self.redo_action.setEnabled(can_redo)
+        self.undo_action.setToolTip(f"Undo {self.catalog.undo_description()} (Ctrl+Z)" if can_undo else "Undo (Ctrl+Z)")
+        self.redo_action.setToolTip(f"Redo {self.catalog.redo_description()} (Ctrl+Shift+Z)" if can_redo
+                                    else "Redo (Ctrl+Shift+Z)")
+        self.merge_action.setEnabled(has_catalog and not busy and selected >= 2)
+        self.split_action.setEnabled(has_catalog and not busy and selected == 1)
+        self.lock_action.setEnabled(has_catalog and selected >= 1)
+        self.rename_action.setEnabled(has_catalog and selected >= 1)
+        self.export_action.setEnabled(has_clusters and not busy)
+        self.method_picker.setEnabled(not busy)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Closing while a job runs asks first; then cancels and closes once the worker has stopped."""
+        if self.busy:
+            if not self._close_when_idle:
+                answer = QMessageBox.question(
+                    self, "Stop and quit?",
+                    f"{self.job_name.capitalize()} is still running. Stop it and quit?\n"
+                    "(Training saves a checkpoint when it stops.)",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                    QMessageBox.StandardButton.No,
+                )
+                if answer != QMessageBox.StandardButton.Yes:
+                    event.ignore()
+                    return
+                self._close_when_idle = True
+                self.cancel_work()
+                self.statusBar().showMessage("Stopping… the window closes when the work has stopped")
+            event.ignore()  # closes from _on_job_finished, without blocking the event loop meanwhile
+            return
+        self._save_settings()
+        self.thumbnails.shutdown()
+        if self.catalog is not None:
+            self.catalog.close()
+            self.catalog = None
+        event.accept()
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON-able values for the catalog's run record."""
+    out = {}
+    for key, value in params.items():
+        out[key] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    return out
+
+
+def local_folder(path: str) -> bool:
+    return os.path.isdir(path)
