@@ -51,6 +51,7 @@ import json
 import multiprocessing
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -407,6 +408,7 @@ class LibraryDecoder:
         """Decode what is not cached; yields "decode" events at least every half second.
 
         Raises :class:`~photocluster.progress.Cancelled` within about a second of ``cancel``.
+        Memory stays flat whatever the library size: every array goes straight into a memmap on disk.
         """
         if self.size < 8:
             raise ValueError(f"training size must be at least 8 pixels, got {self.size}")
@@ -415,73 +417,109 @@ class LibraryDecoder:
         total = len(self.photos)
         yield ProgressEvent("decode", 0, total, message="checking the cache")
 
-        # 1. One job per unique content; rows that share content (duplicates) share the decode.
+        # Rows that share content (byte-identical duplicates) share one decode and one slot.
         rows_of_hash: dict[str, list[int]] = {}
         for row, photo in enumerate(self.photos):
             rows_of_hash.setdefault(photo.content_hash, []).append(row)
-        arrays: dict[str, np.ndarray] = {}
-        skipped_reason: dict[str, tuple[int, str]] = {}
-        to_decode: list[_Job] = []
+        unique = list(rows_of_hash)
         throttle = Throttle(0.5)
-        for n, (content_hash, rows) in enumerate(rows_of_hash.items(), start=1):
-            photo = self.photos[rows[0]]
-            cached = _load_cached_array(array_cache_path(content_hash, self.size, root), self.size)
-            thumb = thumbnail_path(content_hash, self.thumb_size, root)
-            if cached is not None and thumb is not None:
-                # A cached photo is not re-read, but it must still be the file the scan hashed.
-                reason = _stat_mismatch(photo)
-                if reason:
-                    skipped_reason[content_hash] = (rows[0], reason)
+
+        # 0. The same library as last time, every file unchanged: open its memmap, read no photo.
+        reused = self._reuse_library(root, [p.content_hash for p in self.photos])
+        if reused is not None:
+            mismatch = None
+            for n, photo in enumerate(self.photos, start=1):
+                mismatch = _stat_mismatch(photo)
+                if mismatch:
+                    break
+                if throttle.ready():
+                    cancel.raise_if_cancelled()
+                    yield ProgressEvent("decode", 0, total, message=f"checked {n} photos")
+            if mismatch is None:
+                self.result.photos = list(self.photos)
+                self.result.n_cached = len(unique)
+                self._set_dataset(reused, self.photos)
+                yield ProgressEvent("decode", total, total, message=f"0 decoded, {len(unique)} from the cache")
+                return
+
+        # 1. One slot per unique content in a temporary memmap, filled from the cache or by decoding.
+        folder = root / "libraries"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, slots_name = tempfile.mkstemp(dir=folder, prefix=".tmp-slots-", suffix=".u8")
+        os.close(fd)
+        slots_path = Path(slots_name)
+        try:
+            slots = np.memmap(slots_path, dtype=np.uint8, mode="w+", shape=(len(unique), self.size, self.size, 3))
+            slot_of = {content_hash: i for i, content_hash in enumerate(unique)}
+            failed: dict[str, str] = {}
+            to_decode: list[_Job] = []
+            for n, content_hash in enumerate(unique, start=1):
+                photo = self.photos[rows_of_hash[content_hash][0]]
+                cached = _load_cached_array(array_cache_path(content_hash, self.size, root), self.size)
+                if cached is not None and thumbnail_path(content_hash, self.thumb_size, root) is not None:
+                    # A cached photo is not re-read, but it must still be the file the scan hashed.
+                    reason = _stat_mismatch(photo)
+                    if reason:
+                        failed[content_hash] = reason
+                    else:
+                        slots[slot_of[content_hash]] = cached
+                        self.result.n_cached += 1
                 else:
-                    arrays[content_hash] = cached
-                    self.result.n_cached += 1
-            else:
-                to_decode.append(_Job(rows[0], str(photo.path), content_hash, photo.size, photo.mtime_ns))
-            if throttle.ready():
-                cancel.raise_if_cancelled()
-                yield ProgressEvent("decode", 0, total, message=f"checked the cache for {n} photos")
+                    to_decode.append(_Job(rows_of_hash[content_hash][0], str(photo.path), content_hash,
+                                          photo.size, photo.mtime_ns))
+                if throttle.ready():
+                    cancel.raise_if_cancelled()
+                    yield ProgressEvent("decode", 0, total, message=f"checked the cache for {n} photos")
 
-        # 2. Decode the rest, in this process or in workers.
-        done_rows = total - sum(len(rows_of_hash[j.content_hash]) for j in to_decode)
-        eta = EtaEstimator(max(1, len(to_decode)))
-        decoded_count = 0
-        for index, array, reason, did_decode in self._run_jobs(to_decode, root, cancel):
-            content_hash = self.photos[index].content_hash
-            if did_decode:
-                self.result.n_decoded += 1
-            if array is None:
-                skipped_reason[content_hash] = (index, reason or "could not be decoded")
-            else:
-                arrays[content_hash] = array
-            decoded_count += 1
-            done_rows += len(rows_of_hash[content_hash])
-            if throttle.ready() or decoded_count == len(to_decode):
-                yield ProgressEvent("decode", done_rows, total, eta_seconds=eta.eta(decoded_count),
-                                    message=display_path(self.photos[index].path.name))
+            # 2. Decode the rest, in this process or in workers.
+            done_rows = total - sum(len(rows_of_hash[job.content_hash]) for job in to_decode)
+            eta = EtaEstimator(max(1, len(to_decode)))
+            finished = 0
+            for index, array, reason, did_decode in self._run_jobs(to_decode, root, cancel):
+                content_hash = self.photos[index].content_hash
+                self.result.n_decoded += int(did_decode)
+                if array is None:
+                    failed[content_hash] = reason or "could not be decoded"
+                else:
+                    slots[slot_of[content_hash]] = array
+                finished += 1
+                done_rows += len(rows_of_hash[content_hash])
+                if throttle.ready() or finished == len(to_decode):
+                    yield ProgressEvent("decode", done_rows, total, eta_seconds=eta.eta(finished),
+                                        message=display_path(self.photos[index].path.name))
+            slots.flush()
 
-        # 3. Skipped photos (every copy of a failed content is reported), and the memmap of the rest.
-        kept_rows: list[int] = []
-        for row, photo in enumerate(self.photos):
-            if photo.content_hash in skipped_reason:
-                self.result.skipped.append(SkippedFile(photo.path, skipped_reason[photo.content_hash][1]))
-            else:
-                kept_rows.append(row)
-        kept = [self.photos[row] for row in kept_rows]
-        hashes = [photo.content_hash for photo in kept]
-        self.result.photos = kept
-        if not kept:
-            self.result.dataset = None
-            yield ProgressEvent("decode", total, total, message="no photo could be decoded")
-            return
-        images = self._library_memmap(root, hashes, arrays, cancel)
+            # 3. Every copy of a failed content is reported; the rest become the library's memmap.
+            kept: list[PhotoFile] = []
+            for photo in self.photos:
+                if photo.content_hash in failed:
+                    self.result.skipped.append(SkippedFile(photo.path, failed[photo.content_hash]))
+                else:
+                    kept.append(photo)
+            self.result.photos = kept
+            if not kept:
+                yield ProgressEvent("decode", total, total, message="no photo could be decoded")
+                return
+            images = self._write_library(root, kept, slots, slot_of, cancel)
+            del slots
+        finally:
+            try:
+                slots_path.unlink()
+            except OSError:
+                pass  # already renamed into place, or (Windows) still mapped: a later prune removes it
+        self._set_dataset(images, kept)
+        _prune_libraries(folder, keep=self._library_paths(root, [p.content_hash for p in kept])[0])
+        yield ProgressEvent("decode", total, total,
+                            message=f"{self.result.n_decoded} decoded, {self.result.n_cached} from the cache")
+
+    def _set_dataset(self, images: np.ndarray, photos: Sequence[PhotoFile]) -> None:
         self.result.dataset = ImageDataset(
             name=self.name,
             images=images,
-            paths=[str(photo.path) for photo in kept],
-            info={"content_hashes": hashes, "size": self.size, "source": "photo library"},
+            paths=[str(photo.path) for photo in photos],
+            info={"content_hashes": [photo.content_hash for photo in photos], "size": self.size,
+                  "source": "photo library"},
         )
-        yield ProgressEvent("decode", total, total,
-                            message=f"{self.result.n_decoded} decoded, {self.result.n_cached} from the cache")
 
     def _run_jobs(self, jobs: list[_Job], root: Path,
                   cancel: CancelToken) -> Iterator[tuple[int, np.ndarray | None, str | None, bool]]:
@@ -519,31 +557,32 @@ class LibraryDecoder:
             # their chunk (under a second) and exit on their own.
             pool.shutdown(wait=not cancel.cancelled, cancel_futures=True)
 
-    def _library_memmap(self, root: Path, hashes: list[str], arrays: dict[str, np.ndarray],
-                        cancel: CancelToken) -> np.ndarray:
-        """The (N, size, size, 3) memmap for these rows: reused when it exists, else written."""
+    def _reuse_library(self, root: Path, hashes: list[str]) -> np.ndarray | None:
+        """The complete memmap of exactly these rows from an earlier run, or None."""
         data_path, meta_path = self._library_paths(root, hashes)
         shape = (len(hashes), self.size, self.size, 3)
-        if data_path.exists() and meta_path.exists():
-            try:
-                meta = json.loads(meta_path.read_text())
-                if tuple(meta["shape"]) == shape and meta.get("complete"):
-                    return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
-            except (OSError, ValueError, KeyError):
-                pass  # damaged: rebuild below
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = data_path.with_name(f".tmp-{os.getpid()}-{data_path.name}")
-        images = np.memmap(tmp_path, dtype=np.uint8, mode="w+", shape=shape)
         try:
-            for row, content_hash in enumerate(hashes):
-                array = arrays.get(content_hash)
-                if array is None:  # cached and the cache read happened in step 1
-                    array = _load_cached_array(array_cache_path(content_hash, self.size, root), self.size)
-                    if array is None:
-                        raise RuntimeError(f"decode cache entry for {content_hash} vanished while building the library")
-                images[row] = array
-                if row % 256 == 0:
-                    cancel.raise_if_cancelled()
+            meta = json.loads(meta_path.read_text())
+            if tuple(meta["shape"]) == shape and meta.get("complete") and data_path.stat().st_size == np.prod(shape):
+                os.utime(data_path)  # most recently used: pruning keeps it
+                return np.memmap(data_path, dtype=np.uint8, mode="r", shape=shape)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing or damaged: rebuilt
+        return None
+
+    def _write_library(self, root: Path, kept: list[PhotoFile], slots: np.ndarray, slot_of: dict[str, int],
+                       cancel: CancelToken) -> np.ndarray:
+        """Write the (N, size, size, 3) library memmap for the kept rows, from the unique-content slots."""
+        hashes = [photo.content_hash for photo in kept]
+        data_path, meta_path = self._library_paths(root, hashes)
+        shape = (len(hashes), self.size, self.size, 3)
+        order = np.fromiter((slot_of[h] for h in hashes), dtype=np.int64, count=len(hashes))
+        tmp_path = data_path.with_name(f".tmp-{os.getpid()}-{data_path.name}")
+        try:
+            images = np.memmap(tmp_path, dtype=np.uint8, mode="w+", shape=shape)
+            for start in range(0, len(order), 1024):  # in batches: memory stays bounded
+                cancel.raise_if_cancelled()
+                images[start:start + 1024] = slots[order[start:start + 1024]]
             images.flush()
             del images
             os.replace(tmp_path, data_path)
@@ -561,6 +600,33 @@ class LibraryDecoder:
         for _ in self.steps(cancel):
             pass
         return self.result
+
+
+#: Library memmaps kept in the cache (most recently used first); older ones are deleted, so a library
+#: that changes every day does not leave a copy per day behind. The per-photo arrays stay.
+KEEP_LIBRARIES = 4
+
+
+def _prune_libraries(folder: Path, keep: Path) -> None:
+    try:
+        libraries = sorted(folder.glob("*.u8"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    stale = [p for p in libraries if p != keep][KEEP_LIBRARIES - 1:]
+    stale += [p for p in folder.glob(".tmp-*") if _older_than(p, 24 * 3600)]  # left by a killed run
+    for path in stale:
+        for victim in (path, path.with_suffix(".json")):
+            try:
+                victim.unlink()
+            except OSError:  # in use (Windows) or already gone: try again next time
+                pass
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _stat_mismatch(photo: PhotoFile) -> str | None:

@@ -182,6 +182,33 @@ def test_second_run_reuses_the_cache_and_decodes_nothing(tmp_path, monkeypatch):
     assert calls[0] == 7 and third.n_decoded == 1 and third.n_cached == 6 and len(third.dataset) == 7
 
 
+def test_unchanged_library_opens_its_memmap_without_reading_any_cache_file(tmp_path, monkeypatch):
+    folder = _folder_of_photos(tmp_path / "photos", 5)
+    cache = tmp_path / "cache"
+    _, first = load_library([folder], workers=0, cache_root=cache)
+    reads = [0]
+    real = decode_module._load_cached_array
+
+    def counting(*args, **kwargs):
+        reads[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decode_module, "_load_cached_array", counting)
+    _, second = load_library([folder], workers=0, cache_root=cache)
+    assert reads[0] == 0 and second.n_cached == 5
+    assert Path(second.dataset.images.filename).parent == cache / "libraries"
+
+
+def test_old_library_memmaps_are_pruned(tmp_path):
+    cache = tmp_path / "cache"
+    folder = _folder_of_photos(tmp_path / "photos", 2)
+    for i in range(decode_module.KEEP_LIBRARIES + 3):  # a different library each time
+        (folder / f"extra{i}.png").write_bytes(encode(solid((i, 9, 9)), "PNG"))
+        load_library([folder], workers=0, cache_root=cache)
+    assert len(list((cache / "libraries").glob("*.u8"))) == decode_module.KEEP_LIBRARIES
+    assert not list((cache / "libraries").glob(".tmp-*"))
+
+
 def test_duplicates_are_decoded_once_but_both_kept(tmp_path, monkeypatch):
     folder = tmp_path / "photos"
     folder.mkdir()
