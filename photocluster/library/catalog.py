@@ -559,11 +559,10 @@ class Catalog:
                    confidence = excluded.confidence, source = 'model'""",
             [(pid, cluster_of_label[label], conf) for pid, label, conf in free],
         )
-        # Previous clusters that no photo is left in leave the current set (they stay as history).
-        db.execute(
-            """UPDATE clusters SET current = 0 WHERE current = 1 AND locked = 0
-               AND id NOT IN (SELECT DISTINCT cluster_id FROM assignments)"""
-        )
+        # Previous clusters this run emptied leave the current set (they stay as history). A cluster that
+        # was already empty (the user just made it, to fill it later) stays.
+        emptied_candidates = {cid for cid, _ in old.values()} - locked
+        self._retire_empty(db, sorted(emptied_candidates))
         return created
 
     # -- reading the current clustering ------------------------------------------------------------

@@ -1042,6 +1042,7 @@ def recover_exports(
         for path, records in _open_journals(dest):
             plan_record, states, _ = _replay(records)
             plan = _plan_from_record(plan_record)
+            plan.destination = dest  # the folder may have been moved or remounted since
             already = sum(s.status in ("done", "failed") for s in states)
             journal = _Journal(path)
             try:
