@@ -7,12 +7,15 @@ API overview
     "scan") for a GUI worker thread or a tqdm bar; afterwards ``report`` holds the :class:`ScanReport`.
 ``scan_folders(folders, ...) -> ScanReport``
     The same, run to the end (scripts and tests).
+``ScanIndex``
+    Remembers the hash and header of unchanged files (path, size, mtime, inode, ctime), so a second scan
+    of a large library reads no file again; on by default (``index=True``).
 ``ScanReport``
     ``photos`` (:class:`PhotoFile`: path, size, mtime, content_hash, width, height, format), ``skipped``
     (:class:`SkippedFile`: path, reason), ``duplicates`` (groups of byte-identical files), counts of files
     that were not candidates at all (other extensions, hidden).
 
-The scan reads each candidate file once: it streams the bytes through BLAKE2b (the content hash is the key
+The scan reads each candidate file once (and not at all when :class:`ScanIndex` knows it unchanged): it streams the bytes through BLAKE2b (the content hash is the key
 of the decode cache and finds byte-identical duplicates) and reads the image header (format, size, EXIF
 orientation) without decoding pixels. Pixel data is decoded exactly once, later, by
 :mod:`photocluster.library.decode`; damage that only shows when pixels are decoded (a truncated JPEG) is
@@ -231,6 +234,84 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+class ScanIndex:
+    """What earlier scans learned about each file, so an unchanged file is not read again.
+
+    An SQLite table keyed by path, valid while the file's size, modification time, inode and change time
+    (``st_ctime_ns``: set by the kernel on every write and on ``utime``, so a file rewritten with its old
+    modification time restored still counts as changed) are the same. Only files that were usable photos
+    are stored. The index is an optimisation: if its file cannot be opened or written (read-only cache,
+    another process holding a lock), the scan simply reads every file.
+
+    Parameters
+    ----------
+    path:
+        The SQLite file (default ``<cache>/scan-index.sqlite3``).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        import sqlite3
+
+        self._pending: list[tuple] = []
+        try:
+            if path is None:
+                from photocluster.config import cache_dir
+
+                path = cache_dir() / "scan-index.sqlite3"
+            self.path: Path | None = Path(path)
+            self._db: "sqlite3.Connection | None" = sqlite3.connect(self.path, timeout=2.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+                "inode INTEGER, ctime_ns INTEGER, content_hash TEXT, format TEXT, width INTEGER, height INTEGER)"
+            )
+            self._db.commit()
+        except (sqlite3.Error, OSError):
+            self.path, self._db = None, None
+
+    @staticmethod
+    def _key(path: Path) -> bytes:
+        return os.fsencode(os.path.abspath(path))  # bytes: non-UTF-8 names are valid keys too
+
+    def lookup(self, path: Path, st: os.stat_result) -> tuple[str, str, int, int] | None:
+        """(content_hash, format, width, height) if ``path`` is unchanged since it was stored."""
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute(
+                "SELECT size, mtime_ns, inode, ctime_ns, content_hash, format, width, height FROM files WHERE path = ?",
+                (self._key(path),),
+            ).fetchone()
+        except Exception:
+            return None
+        if row is None or tuple(row[:4]) != (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
+            return None
+        return row[4], row[5], row[6], row[7]
+
+    def store(self, photo: PhotoFile, st: os.stat_result) -> None:
+        self._pending.append((self._key(photo.path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns,
+                              photo.content_hash, photo.format, photo.width, photo.height))
+        if len(self._pending) >= 500:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._db is None or not self._pending:
+            self._pending.clear()
+            return
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+        except Exception:
+            pass  # an optimisation only: the next scan reads these files again
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
 class FolderScan:
     """A scan of one or more folders, driven step by step.
 
@@ -249,6 +330,9 @@ class FolderScan:
         pillow-heif installed; without it they are reported as skipped with that reason.
     max_pixels:
         Decompression-bomb limit (default Pillow's ``Image.MAX_IMAGE_PIXELS``).
+    index:
+        Reuse what earlier scans learned about unchanged files (:class:`ScanIndex`): True (the default
+        index in the cache folder), False (read every file), or the path of an index file.
 
     Examples
     --------
@@ -265,8 +349,10 @@ class FolderScan:
         follow_links: bool = False,
         extensions: Iterable[str] | None = None,
         max_pixels: int | None = None,
+        index: bool | str | os.PathLike = True,
     ) -> None:
         self.folders = [Path(os.path.expanduser(os.fspath(f))) for f in folders]
+        self.index = index
         self.include_hidden = include_hidden
         self.follow_links = follow_links
         self.extensions = _normalise_extensions(extensions)
@@ -374,7 +460,7 @@ class FolderScan:
         return bool(dot) and ext.lower() in self.extensions
 
     # -- checking one file -----------------------------------------------------------------------
-    def _check(self, path: Path) -> PhotoFile | SkippedFile:
+    def _check(self, path: Path, index: ScanIndex | None = None) -> PhotoFile | SkippedFile:
         ext = path.name.rpartition(".")[2].lower()
         if ext in HEIF_EXTENSIONS and not heif_available():
             return SkippedFile(path, "HEIC/HEIF needs the optional pillow-heif package (pip install photocluster[heif])")
@@ -386,6 +472,13 @@ class FolderScan:
             return SkippedFile(path, "not a regular file (device, pipe or socket)")
         if st.st_size == 0:
             return SkippedFile(path, "empty file (0 bytes)")
+        known = index.lookup(path, st) if index is not None else None
+        if known is not None:
+            content_hash, fmt, width, height = known
+            limit = Image.MAX_IMAGE_PIXELS if self.max_pixels is None else self.max_pixels
+            if not limit or width * height <= limit:
+                return PhotoFile(path=path, size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns,
+                                 content_hash=content_hash, width=width, height=height, format=fmt)
         try:
             if st.st_size <= _IN_MEMORY_LIMIT:
                 with open(path, "rb") as handle:
@@ -403,8 +496,11 @@ class FolderScan:
             return SkippedFile(path, str(exc))
         except OSError as exc:  # the large-file path re-opens the file
             return SkippedFile(path, _reason_for_os_error(exc, action="reading its header"))
-        return PhotoFile(path=path, size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns,
-                         content_hash=content_hash, width=width, height=height, format=fmt)
+        photo = PhotoFile(path=path, size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns,
+                          content_hash=content_hash, width=width, height=height, format=fmt)
+        if index is not None:
+            index.store(photo, st)
+        return photo
 
     # -- driving ---------------------------------------------------------------------------------
     def steps(self, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
@@ -424,16 +520,23 @@ class FolderScan:
         yield ProgressEvent("scan", 0, total, message=f"{total} candidate files")
         throttle = Throttle(0.25)
         by_hash: dict[str, list[Path]] = {}
-        for done, path in enumerate(candidates, start=1):
-            cancel.raise_if_cancelled()
-            result = self._check(path)
-            if isinstance(result, PhotoFile):
-                self.report.photos.append(result)
-                by_hash.setdefault(result.content_hash, []).append(path)
-            else:
-                self.report.skipped.append(result)
-            if throttle.ready() or done == total:
-                yield ProgressEvent("scan", done, total, message=display_path(path.name))
+        index = None
+        if self.index is not False:
+            index = ScanIndex(None if self.index is True else self.index)
+        try:
+            for done, path in enumerate(candidates, start=1):
+                cancel.raise_if_cancelled()
+                result = self._check(path, index)
+                if isinstance(result, PhotoFile):
+                    self.report.photos.append(result)
+                    by_hash.setdefault(result.content_hash, []).append(path)
+                else:
+                    self.report.skipped.append(result)
+                if throttle.ready() or done == total:
+                    yield ProgressEvent("scan", done, total, message=display_path(path.name))
+        finally:
+            if index is not None:
+                index.close()
         self.report.duplicates = [paths for paths in by_hash.values() if len(paths) > 1]
 
     def run(self, cancel: CancelToken = NEVER_CANCELLED) -> ScanReport:
@@ -457,8 +560,9 @@ def scan_folders(
     follow_links: bool = False,
     extensions: Iterable[str] | None = None,
     max_pixels: int | None = None,
+    index: bool | str | os.PathLike = True,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> ScanReport:
     """Scan folders to the end and return the :class:`ScanReport` (see :class:`FolderScan`)."""
     return FolderScan(folders, include_hidden=include_hidden, follow_links=follow_links,
-                      extensions=extensions, max_pixels=max_pixels).run(cancel)
+                      extensions=extensions, max_pixels=max_pixels, index=index).run(cancel)

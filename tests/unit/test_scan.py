@@ -11,7 +11,7 @@ import pytest
 
 import photocluster.library.scan as scan_module
 from bad_inputs import RED, build_corpus, encode, jpeg_with_orientation, quadrants, restore_permissions, solid
-from photocluster.library.scan import FolderScan, display_path, hash_file, read_header, scan_folders
+from photocluster.library.scan import FolderScan, display_path, hash_bytes, hash_file, read_header, scan_folders
 from photocluster.progress import CancelToken, Cancelled
 
 
@@ -237,3 +237,48 @@ def test_photos_sample_scans_clean(photos_sample):
     paths = [p.path for p in report.photos]
     assert paths == sorted(paths, key=lambda p: (p.parent.name, p.name))
     assert np.unique([p.content_hash for p in report.photos]).size == 200 - sum(len(g) - 1 for g in report.duplicates)
+
+
+def _counting_open(monkeypatch) -> list[int]:
+    calls = [0]
+    real_open = open
+
+    def counting(path, *args, **kwargs):
+        calls[0] += 1
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(scan_module, "open", counting, raising=False)
+    return calls
+
+
+def test_scan_index_skips_unchanged_files_and_rereads_changed_ones(tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, colour in (("a.png", (1, 2, 3)), ("b.png", (4, 5, 6))):
+        (folder / name).write_bytes(encode(solid(colour), "PNG"))
+    index = tmp_path / "index.sqlite3"
+    first = scan_folders([folder], index=index)
+    opened = _counting_open(monkeypatch)
+    second = scan_folders([folder], index=index)
+    assert opened[0] == 0, "an unchanged file was read again"
+    assert second.photos == first.photos
+    # b.png rewritten, its old modification time put back: the change time still gives it away.
+    target = folder / "b.png"
+    st = target.stat()
+    target.write_bytes(encode(solid((7, 8, 9)), "PNG"))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    third = scan_folders([folder], index=index)
+    assert opened[0] == 1
+    assert third.photos[1].content_hash == hash_bytes(target.read_bytes()) != first.photos[1].content_hash
+    # index=False reads every file.
+    scan_folders([folder], index=False)
+    assert opened[0] == 3
+
+
+def test_unusable_index_file_falls_back_to_reading(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(encode(solid(RED), "PNG"))
+    bad_index = tmp_path / "not-a-db"
+    bad_index.write_bytes(b"this is not sqlite" * 100)
+    assert [p.path.name for p in scan_folders([folder], index=bad_index).photos] == ["a.png"]
