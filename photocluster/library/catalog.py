@@ -351,15 +351,15 @@ class Catalog:
                 if path is None:
                     raise UsageError("add_photos: every record needs a path")
                 values = [_field(record, name) for name in ("content_hash", "size", "mtime", "width", "height")]
-                row = db.execute(
+                # Upsert, then look the id up: RETURNING needs SQLite 3.35, older Linux systems have less.
+                db.execute(
                     """INSERT INTO photos (path, content_hash, size, mtime, width, height, added)
                        VALUES (?, ?, ?, ?, ?, ?, ?)
                        ON CONFLICT(path) DO UPDATE SET content_hash=excluded.content_hash, size=excluded.size,
-                           mtime=excluded.mtime, width=excluded.width, height=excluded.height
-                       RETURNING id""",
+                           mtime=excluded.mtime, width=excluded.width, height=excluded.height""",
                     [str(path), *values, _now()],
-                ).fetchone()
-                ids.append(int(row[0]))
+                )
+                ids.append(int(db.execute("SELECT id FROM photos WHERE path = ?", (str(path),)).fetchone()[0]))
         return ids
 
     _PHOTO_SELECT = """SELECT p.*, a.cluster_id AS cluster_id, a.confidence AS confidence, a.source AS source

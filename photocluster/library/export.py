@@ -51,12 +51,11 @@ import json
 import os
 import re
 import secrets
-import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 from photocluster.errors import UsageError
 from photocluster.progress import NEVER_CANCELLED, Cancelled, CancelToken, EtaEstimator, ProgressEvent
@@ -542,10 +541,27 @@ class _Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # A line torn by a crash must not swallow the next record: start on a fresh line.
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(path, "rb") as existing:
+                existing.seek(size - 1)
+                if existing.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
 
     def write(self, record: dict) -> None:
-        os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        _fsync(self._fd)
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, "short write to the export journal")
+            _fsync(self._fd)
+        except OSError as exc:
+            cause = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+            raise ExportError(
+                f"export stopped: cannot write its journal {self.path}: {cause}. Nothing was lost; fix the "
+                "cause and recover the export (it resumes from its journal)"
+            ) from exc
         _checkpoint(record["type"])
 
     def close(self) -> None:
@@ -559,8 +575,9 @@ def _read_journal(path: Path) -> list[dict]:
             try:
                 records.append(json.loads(line.decode("utf-8")))
             except (ValueError, UnicodeDecodeError):
-                # A torn last line (power loss mid-write): the step it announced never started.
-                break
+                # A line torn by a power loss: the step it announced never started. Later lines (written
+                # by a recovery, on a fresh line) still count.
+                continue
     return records
 
 
@@ -901,6 +918,23 @@ def _execute(
     eta = EtaEstimator(total)
     verb = {"copy": "copied", "move": "moved", "hardlink": "linked", "symlink": "linked"}[plan.mode]
     yield ProgressEvent(stage, 0, total, message=f"exporting {total} photos into {plan.destination}")
+    try:
+        yield from _execute_steps(plan, executor, journal, states, cancel, stage, eta, verb)
+    except OSError as exc:  # an unexpected destination failure (e.g. the manifest on a full disk)
+        raise executor._fatal(exc, "cannot write into the destination") from exc
+
+
+def _execute_steps(
+    plan: ExportPlan,
+    executor: _Executor,
+    journal: _Journal,
+    states: list[_OpState],
+    cancel: CancelToken,
+    stage: str,
+    eta: EtaEstimator,
+    verb: str,
+) -> Iterator[ProgressEvent]:
+    total = len(plan.operations)
     for op in plan.operations:
         if cancel.cancelled:
             executor.write_manifest()

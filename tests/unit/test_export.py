@@ -350,6 +350,47 @@ def test_full_disk_leaves_a_journal_that_recovery_completes(sample_copy, tmp_pat
     assert len(list(csv.DictReader(manifest.open(encoding="utf-8")))) == 200
 
 
+def test_failing_journal_writes_stop_the_export_recoverably(sample_copy, tmp_path, monkeypatch, original_hashes):
+    """fsync can report ENOSPC too (thin volumes, network disks): the journal then cannot be trusted."""
+    dest = tmp_path / "dest"
+    journal_syncs = {"n": 0}
+
+    def fsync(fd):
+        journals = list((dest / JOURNAL_DIR_NAME).glob("*.jsonl"))
+        if journals and os.fstat(fd).st_ino == journals[0].stat().st_ino:
+            journal_syncs["n"] += 1
+            if journal_syncs["n"] > 100:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "_fsync", fsync)
+    with pytest.raises(ExportError, match="cannot write its journal.*the disk is full"):
+        list(run_export(plan_export(_items(sample_copy), dest, mode="move")))
+    monkeypatch.setattr(export, "_fsync", lambda fd: None)
+    assert "resumed export" in recover_exports(dest)[0]
+    files = _exported_files(dest)
+    assert len(files) == 200 and Counter(_sha(p) for p in files) == original_hashes and _photos(sample_copy) == []
+
+
+def test_a_torn_journal_line_does_not_hide_later_records(sample_copy, tmp_path, monkeypatch, original_hashes):
+    dest = tmp_path / "dest"
+    free_space = _disk_full_after(monkeypatch, good_copies=20)
+    with pytest.raises(ExportError):
+        list(run_export(plan_export(_items(sample_copy), dest, mode="move")))
+    [journal] = (dest / JOURNAL_DIR_NAME).glob("*.jsonl")
+    with open(journal, "ab") as handle:
+        handle.write(b'{"type": "plac')  # power lost in the middle of a line
+    free_space()
+    _disk_full_after(monkeypatch, good_copies=90)  # the first recovery gets 90 photos further, then stops
+    with pytest.raises(ExportError):
+        recover_exports(dest)
+    free_space()
+    [pending] = pending_exports(dest)
+    assert pending.finished_operations == 110  # the records after the torn line were read
+    recover_exports(dest)
+    files = _exported_files(dest)
+    assert len(files) == 200 and Counter(_sha(p) for p in files) == original_hashes
+
+
 def test_rollback_puts_moved_photos_back(sample_copy, tmp_path, monkeypatch, photos_sample):
     before = {p.relative_to(sample_copy): _sha(p) for p in _photos(sample_copy)}
     dest = tmp_path / "dest"
@@ -395,7 +436,7 @@ _CHILD = textwrap.dedent(
 # Steps: 1 = the plan is journaled, then per photo 6 (begin, partial copy written, copied + verified,
 # placing, placed, done). Kills at 2..7 hit each step of the first photo (on a 40-photo subset, for speed);
 # random kills anywhere in the 1201 steps of all 200 photos (seeded: the same points every run).
-_STEP_KILLS = [(40, step) for step in (1, 2, 3, 4, 5, 6, 7, 14)]
+_STEP_KILLS = [(40, step) for step in (2, 3, 4, 5, 6, 7)]
 _RANDOM_KILLS = [(200, step) for step in random.Random(20261122).sample(range(8, 1202), 3)]
 
 
