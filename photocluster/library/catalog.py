@@ -243,7 +243,7 @@ class ActionInfo:
     kind: str
     description: str
     created: str
-    state: str  # done | undone | discarded (undone, then replaced by a new edit)
+    state: str  # done | undone | discarded (undone, then replaced by a new edit) | expired (beyond undo_depth)
 
 
 def _now() -> str:
@@ -275,6 +275,9 @@ class Catalog:
     UsageError
         The file is not a catalog, or was written by a newer photocluster.
     """
+
+    #: How many edits (and runs) can be undone; older ones stay in :meth:`history` as ``expired``.
+    undo_depth: int = 200
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_catalog_path()
@@ -957,9 +960,16 @@ class Catalog:
         if missing:  # a bug, not a user error: undo could not restore these clusters
             raise RuntimeError(f"{kind}: clusters {sorted(missing)} changed without a snapshot")
         # A new edit after undo makes the undone edits unreachable: a proper stack, as in every editor.
-        db.execute("UPDATE actions SET state = 'discarded' WHERE state = 'undone'")
+        # Their rows stay in the log (what the user did), their snapshots are dropped.
+        db.execute("UPDATE actions SET state = 'discarded', payload = '{}' WHERE state = 'undone'")
         db.execute(
             "INSERT INTO actions (kind, description, payload, created, state) VALUES (?, ?, ?, ?, 'done')",
             (kind, description, json.dumps({"before": before, "after": after}), _now()),
+        )
+        # Bounded undo depth: a run's snapshot covers the whole library, so old ones must not pile up.
+        db.execute(
+            """UPDATE actions SET state = 'expired', payload = '{}' WHERE state = 'done' AND id <= (
+                   SELECT id FROM actions WHERE state = 'done' ORDER BY id DESC LIMIT 1 OFFSET ?)""",
+            (self.undo_depth,),
         )
         return created

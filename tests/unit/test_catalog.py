@@ -215,6 +215,17 @@ def test_undo_to_the_bottom_and_back(cat):
     assert _state(cat) == end
 
 
+def test_undo_depth_is_bounded(cat):
+    cat.undo_depth = 3
+    a = _cid(cat, "Cluster 1")
+    for name in "ABCDE":
+        cat.rename(a, name)
+    assert [cat.undo() for _ in range(4)] == ["rename “D” to “E”", "rename “C” to “D”", "rename “B” to “C”", None]
+    assert cat.cluster(a).name == "B"
+    assert [h.state for h in cat.history()] == ["undone"] * 3 + ["expired"] * 3
+    assert cat._query("SELECT COUNT(*) FROM actions WHERE payload = '{}'")[0][0] == 3
+
+
 # ---------------------------------------------------------------------------------------------------
 # A new run keeps what the user decided
 # ---------------------------------------------------------------------------------------------------
