@@ -1,0 +1,690 @@
+"""DAC — Deep Adaptive Image Clustering (Chang et al., ICCV 2017), and its ablation DAC*.
+
+The method, as in the paper (seed 000) and ../shared/PAPERS.md:
+
+* a ConvNet (:class:`~photocluster.models.dac_net.DACNet`) ends in the *restraint layer*, so every image gets
+  a non-negative unit-norm *label feature* ``l_i`` in R^k, and ``l_i · l_j`` estimates "same cluster";
+* training repeats passes over the data in *selection batches* of m = 1,000 images; in each batch the pairs
+  with ``l_i · l_j >= u(λ)`` are labelled similar (r = 1), those with ``l_i · l_j < l(λ)`` dissimilar (r = 0),
+  the rest are left out; the network is trained with binary cross-entropy on the selected pairs only;
+* after each pass ``λ += η`` with ``u(λ) = 0.95 − λ`` and ``l(λ) = 0.455 + 0.1 λ``; training stops as soon as
+  ``l(λ) > u(λ)``. With η = 0.009 that is λ > 0.45, i.e. after **51 passes** (λ = 0, 0.009, ..., 0.45; the
+  last pass has u = l = 0.5, where every pair is selected);
+* cluster = argmax of the label feature.
+
+**DAC*** (``dac-star``) labels *every* pair with one threshold ``t(λ) = 0.95 − λ`` that anneals to 0.5 over
+the same passes (r = 1 iff ``l_i · l_j >= t``).
+
+Choices and deviations, all documented as parameters:
+
+* ``selection_bn="batch"`` (default): the selection features are computed with batch-norm *batch*
+  statistics under ``no_grad`` (running statistics untouched). With freshly initialised running statistics,
+  eval-mode features of a new network are all identical, every pair looks similar and training collapses
+  (measured in PAPERS.md: ACC 0.14); the authors' Keras code used batch statistics everywhere (BN mode 2).
+  ``"running"`` reproduces the trap.
+* ``self_consistency_weight``: the authors' code adds an unreported term, BCE between the current output and
+  the output before the update (weight 10 on STL-10). Here the "before" output is the label feature computed
+  for the selection at the start of the selection batch. Default 0 = the paper.
+* ``minibatch`` and ``passes_per_batch``: the paper does not give them; the defaults (32 and 10) follow the
+  authors' code as summarised in PAPERS.md. The loss of a mini-batch covers the selected pairs among its
+  images (diagonal excluded), with the targets chosen on the whole selection batch.
+* After training, batch-norm running statistics are re-estimated on (a sample of) the data with the final
+  weights, then labels are inferred in eval mode, so ``predict`` on one image gives the same answer as on a
+  batch.
+* ``embeddings_`` are the label features (k-dimensional, the space the method clusters in);
+  ``confidence_`` is the largest entry of the label feature (1 for a one-hot feature, 1/sqrt(k) at worst).
+
+Determinism: the model's initial weights, the order of the images, mini-batches and augmentation all come
+from generators seeded by ``random_state``. On the CPU, PyTorch's convolutions give the same result run to
+run with the same thread count; a different thread count or a GPU can change the last bits and therefore,
+over many steps, the result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from photocluster.checkpoints import load_checkpoint, save_checkpoint
+from photocluster.data.augment import PRESETS, augment_batch, get_preset, preset_for_dataset
+from photocluster.data.dataset import ImageDataset
+from photocluster.devices import resolve_device, uses_mixed_precision
+from photocluster.errors import UsageError
+from photocluster.methods.base import ClusteringMethod, ParamSpec, register
+from photocluster.models.dac_net import DACNet, network_input_size, resize_to_network
+from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
+
+#: floating-point slack in the stop rule, so that accumulated λ = 50 × 0.009 counts as exactly 0.45
+_SCHEDULE_TOLERANCE = 1e-9
+#: keep the whole data set as one uint8 tensor on the device below this size (bytes)
+_PRELOAD_LIMIT = 2 * 2**30
+
+
+# -- the pieces of the algorithm, as plain functions (unit-tested one by one) ---------------------------
+def dac_thresholds(lam: float) -> tuple[float, float]:
+    """The paper's ``(u(λ), l(λ)) = (0.95 − λ, 0.455 + 0.1 λ)``."""
+    return 0.95 - lam, 0.455 + 0.1 * lam
+
+
+def dac_finished(lam: float) -> bool:
+    """DAC's stop rule: ``l(λ) > u(λ)``."""
+    upper, lower = dac_thresholds(lam)
+    return lower - upper > _SCHEDULE_TOLERANCE
+
+
+def dac_star_thresholds(lam: float) -> tuple[float, float]:
+    """DAC*'s single annealed threshold ``t = 0.95 − λ`` (returned twice: every pair is labelled)."""
+    threshold = 0.95 - lam
+    return threshold, threshold
+
+
+def dac_star_finished(lam: float) -> bool:
+    """DAC* stops once the threshold would go below 0.5 — the same pass as DAC (λ > 0.45)."""
+    return 0.95 - lam < 0.5 - _SCHEDULE_TOLERANCE
+
+
+def count_passes(lambda_step: float, finished=dac_finished) -> int:
+    """Number of passes the schedule runs: the first n with ``finished(n · η)`` (λ after n passes)."""
+    if lambda_step <= 0:
+        raise ValueError("lambda_step must be positive")
+    passes = 0
+    while not finished(passes * lambda_step):
+        passes += 1
+    return passes
+
+
+def select_pairs(
+    similarity: torch.Tensor, upper: float, lower: float, exclude_diagonal: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's Eq. (6)–(8): targets ``r`` and the indicator ``v`` of the selected pairs.
+
+    Parameters
+    ----------
+    similarity:
+        (n, n) matrix of ``l_i · l_j``.
+    upper, lower:
+        ``u(λ)`` and ``l(λ)``: ``r = 1`` where ``similarity >= upper``, ``r = 0`` where ``similarity < lower``.
+        When ``upper <= lower`` (DAC*), every pair is selected and ``r = [similarity >= upper]``.
+    exclude_diagonal:
+        Leave out ``i == j`` (``l_i · l_i = 1`` always: a pair that teaches nothing).
+
+    Returns
+    -------
+    targets, mask:
+        float tensor of ``r`` (0 where not selected) and bool tensor ``v``.
+    """
+    positive = similarity >= upper
+    negative = similarity < lower
+    if upper <= lower:  # one threshold: a pair is either similar or dissimilar
+        negative = ~positive
+    mask = positive | negative
+    if exclude_diagonal:
+        mask &= ~torch.eye(similarity.shape[0], dtype=torch.bool, device=similarity.device)
+    return (positive & mask).float(), mask
+
+
+def pairwise_bce(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy between ``r_ij`` and ``l_i · l_j`` over the selected pairs (Eq. 10).
+
+    Returns 0 (with a gradient path) when no pair is selected.
+    """
+    similarity = (features @ features.T).clamp(1e-7, 1 - 1e-7)
+    losses = F.binary_cross_entropy(similarity, targets, reduction="none")
+    selected = mask.float()
+    return (losses * selected).sum() / selected.sum().clamp_min(1.0)
+
+
+@contextmanager
+def _frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
+    """Train-mode batch norm (batch statistics) that leaves the running statistics untouched.
+
+    Momentum 0 makes the running-average update a no-op, so selection and inference passes do not leak
+    un-augmented statistics into the training state.
+    """
+    saved = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            saved.append((module, module.momentum, module.num_batches_tracked.clone()))
+            module.momentum = 0.0
+    try:
+        yield
+    finally:
+        for module, momentum, tracked in saved:
+            module.momentum = momentum
+            module.num_batches_tracked.copy_(tracked)
+
+
+@register
+class DAC(ClusteringMethod):
+    """Deep Adaptive Clustering: pairwise classification with adaptively selected pairs."""
+
+    name = "dac"
+    description = (
+        "Deep Adaptive Clustering: a ConvNet trained from scratch to say whether two images belong together, "
+        "on pairs it is confident about, widening the selection each pass; cluster = argmax label feature."
+    )
+    paper = "Chang et al., Deep Adaptive Image Clustering, ICCV 2017"
+    family = "deep"
+    #: seconds between progress events (tests set 0 to see every step)
+    event_interval: float = 0.5
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        random_state: int = 0,
+        device: str = "auto",
+        selection_batch: int = 1000,
+        minibatch: int = 32,
+        passes_per_batch: int = 10,
+        lr: float = 0.001,
+        lambda_step: float = 0.009,
+        max_passes: int = 0,
+        n_images_per_pass: int = 0,
+        augment: str = "auto",
+        selection_bn: str = "batch",
+        self_consistency_weight: float = 0.0,
+        bn_recalibration_images: int = 10000,
+        inference_batch: int = 500,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int = 500,
+        resume: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+        self.device = device
+        self.selection_batch = selection_batch
+        self.minibatch = minibatch
+        self.passes_per_batch = passes_per_batch
+        self.lr = lr
+        self.lambda_step = lambda_step
+        self.max_passes = max_passes
+        self.n_images_per_pass = n_images_per_pass
+        self.augment = augment
+        self.selection_bn = selection_bn
+        self.self_consistency_weight = self_consistency_weight
+        self.bn_recalibration_images = bn_recalibration_images
+        self.inference_batch = inference_batch
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
+
+    # -- schedule (DAC* overrides) -------------------------------------------------------------------
+    @staticmethod
+    def thresholds(lam: float) -> tuple[float, float]:
+        """``(upper, lower)`` at ``λ``."""
+        return dac_thresholds(lam)
+
+    @staticmethod
+    def finished(lam: float) -> bool:
+        return dac_finished(lam)
+
+    def planned_passes(self) -> int:
+        """Passes this configuration runs: the schedule's, capped by ``max_passes`` when that is > 0."""
+        passes = count_passes(float(self.lambda_step), type(self).finished)
+        return min(passes, int(self.max_passes)) if self.max_passes and self.max_passes > 0 else passes
+
+    # -- user-facing descriptions ---------------------------------------------------------------------
+    @classmethod
+    def parameter_specs(cls) -> list[ParamSpec]:
+        return [
+            ParamSpec("n_clusters", int, 10, "number of clusters k (length of the label feature)", minimum=2),
+            ParamSpec("random_state", int, 0, "seed of weights, image order and augmentation"),
+            ParamSpec("device", str, "auto", "auto = CUDA, then Apple MPS, then CPU", ("auto", "cpu", "cuda", "mps")),
+            ParamSpec("selection_batch", int, 1000, "m: images among which pairs are selected", minimum=2),
+            ParamSpec("minibatch", int, 32, "images per gradient step inside a selection batch", minimum=2),
+            ParamSpec("passes_per_batch", int, 10, "training passes over each selection batch (authors' code: 10)", minimum=1),
+            ParamSpec("lr", float, 0.001, "RMSprop learning rate", minimum=0.0),
+            ParamSpec("lambda_step", float, 0.009, "η: λ grows by this after each pass (0.009 → 51 passes)", minimum=1e-6),
+            ParamSpec("max_passes", int, 0, "stop after this many passes (0 = the schedule's own stop)", minimum=0),
+            ParamSpec("n_images_per_pass", int, 0, "random images per pass (0 = all)", minimum=0),
+            ParamSpec("augment", str, "auto", "augmentation preset", ("auto", *PRESETS)),
+            ParamSpec("selection_bn", str, "batch", "batch-norm statistics for pair selection", ("batch", "running")),
+            ParamSpec("self_consistency_weight", float, 0.0, "authors' code's unreported term (0 = paper)", minimum=0.0),
+            ParamSpec("bn_recalibration_images", int, 10000, "images used to re-estimate BN statistics after training", minimum=0),
+            ParamSpec("inference_batch", int, 500, "images per batch when labelling", minimum=1),
+            ParamSpec("checkpoint_dir", str, None, "folder for checkpoints (none = no checkpoints)"),
+            ParamSpec("checkpoint_every", int, 500, "write a checkpoint every N training steps", minimum=0),
+            ParamSpec("resume", bool, False, "continue from the checkpoint in checkpoint_dir"),
+        ]
+
+    @classmethod
+    def protocol_params(cls, protocol: str, dataset: ImageDataset) -> dict[str, Any]:
+        """``paper``: the full schedule (all images, 51 passes, mini-batch 32, 10 passes per selection
+        batch — meant for a GPU). ``quick``: the same algorithm cut to what a 2-core CPU finishes in
+        about 10 minutes on MNIST, following the run measured in PAPERS.md (ACC 0.90 after 3 passes over
+        20,000 images): 3 passes of at most 20,000 random images with the paper's thresholds and η,
+        one pass over each 1,000-image selection batch in mini-batches of 100. Sets under 5,000 images
+        (digits) go over each selection batch 3 times instead, since one pass over them is only a few
+        dozen steps."""
+        if protocol == "paper":
+            return {}
+        if protocol != "quick":
+            raise ValueError(f"unknown protocol {protocol!r}; choose quick or paper")
+        n_images = len(dataset)
+        return {
+            "n_images_per_pass": min(n_images, 20000),
+            "max_passes": 3,
+            "minibatch": 100,
+            "passes_per_batch": 1 if n_images > 5000 else 3,
+            "bn_recalibration_images": 5000,
+        }
+
+    @classmethod
+    def describe_protocols(cls) -> dict[str, str]:
+        return {
+            "quick": "3 passes of ≤20,000 random images at the paper's thresholds (λ step 0.009), m = 1,000, "
+            "mini-batch 100, 1 pass per selection batch (3 on sets under 5,000 images), RMSprop 1e-3",
+            "paper": "all images, λ step 0.009 until l(λ) > u(λ) (51 passes), m = 1,000, mini-batch 32, "
+            "10 passes per selection batch, RMSprop 1e-3 (GPU)",
+        }
+
+    @classmethod
+    def smoke_params(cls) -> dict[str, Any]:
+        return {
+            "n_images_per_pass": 400,
+            "selection_batch": 200,
+            "minibatch": 50,
+            "passes_per_batch": 1,
+            "lambda_step": 0.15,
+            "max_passes": 2,
+            "bn_recalibration_images": 400,
+        }
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def _validate(self, dataset: ImageDataset) -> None:
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise UsageError(f"{self.name}: {message}")
+
+        need(isinstance(self.n_clusters, (int, np.integer)) and self.n_clusters >= 2, f"n_clusters must be an integer ≥ 2, got {self.n_clusters!r}")
+        need(len(dataset) >= max(2, int(self.n_clusters)), f"needs at least n_clusters={self.n_clusters} images, got {len(dataset)}")
+        need(int(self.selection_batch) >= 2, "selection_batch must be at least 2")
+        need(int(self.minibatch) >= 2, "minibatch must be at least 2")
+        need(int(self.passes_per_batch) >= 1, "passes_per_batch must be at least 1")
+        need(float(self.lr) > 0, "lr must be positive")
+        need(float(self.lambda_step) > 0, "lambda_step must be positive")
+        need(int(self.max_passes) >= 0 and int(self.n_images_per_pass) >= 0, "max_passes and n_images_per_pass must be ≥ 0")
+        need(self.selection_bn in ("batch", "running"), f"selection_bn must be 'batch' or 'running', got {self.selection_bn!r}")
+        need(self.augment == "auto" or self.augment in PRESETS, f"augment must be auto or one of {', '.join(PRESETS)}, got {self.augment!r}")
+        need(float(self.self_consistency_weight) >= 0, "self_consistency_weight must be ≥ 0")
+        need(not self.resume or bool(self.checkpoint_dir), "resume=True needs a checkpoint_dir")
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return Path(self.checkpoint_dir) / f"{self.name}-checkpoint.pt" if self.checkpoint_dir else None
+
+    def prepare(self, dataset: ImageDataset) -> None:
+        """Build device, data source, network and optimiser (``fit_steps`` calls this; so does the
+        step-time benchmark, which then calls :meth:`train_step` directly)."""
+        self._validate(dataset)
+        self.device_ = resolve_device(self.device)
+        self._mixed = uses_mixed_precision(self.device_)
+        # bfloat16 needs no loss scaling; older GPUs without it get float16 with a GradScaler
+        self._autocast_dtype = (
+            torch.float16 if self._mixed and not torch.cuda.is_bf16_supported() else torch.bfloat16
+        )
+        height, width, channels = dataset.image_shape
+        self.input_size_ = network_input_size(height, width)
+        self.in_channels_ = channels
+        self._preset = get_preset(preset_for_dataset(dataset.name) if self.augment == "auto" else self.augment)
+
+        images = dataset.images
+        if not isinstance(images, np.memmap) and images.nbytes <= _PRELOAD_LIMIT:
+            # (N, H, W, C) uint8 → (N, C, H, W) uint8 on the device once: batches are gathered there
+            self._images_device: torch.Tensor | None = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(self.device_)
+        else:
+            self._images_device = None
+        self._images = images
+        self._n_images = len(images)
+
+        # the authors subtract the data set's mean intensity; a seeded sample of up to 10,000 images
+        sample = np.random.default_rng(self.random_state).choice(len(images), size=min(len(images), 10000), replace=False)
+        sample.sort()
+        self.channel_mean_ = torch.tensor(
+            np.asarray(images[sample], dtype=np.float64).mean(axis=(0, 1, 2)) / 255.0, dtype=torch.float32
+        ).to(self.device_)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state))
+            model = DACNet(channels, int(self.n_clusters), self.input_size_)
+        if self._mixed:
+            model = model.to(memory_format=torch.channels_last)
+        self.model_ = model.to(self.device_)
+        self._optimizer = torch.optim.RMSprop(self.model_.parameters(), lr=float(self.lr))
+        self._scaler = torch.amp.GradScaler("cuda", enabled=self._mixed and self._autocast_dtype == torch.float16)
+        self._augment_generator = torch.Generator().manual_seed(int(self.random_state))
+
+    # -- data -----------------------------------------------------------------------------------------
+    def _uint8_batch(self, indices: np.ndarray) -> torch.Tensor:
+        if self._images_device is not None:
+            return self._images_device[torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(self.device_)]
+        order = np.argsort(indices)  # memmaps read fastest in ascending order
+        batch = np.empty((len(indices), *self._images.shape[1:]), dtype=np.uint8)
+        batch[order] = self._images[np.asarray(indices)[order]]
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device_)
+
+    def _to_network_input(self, batch_uint8: torch.Tensor, augment: bool) -> torch.Tensor:
+        """uint8 (B, C, H, W) on the device → resized, optionally augmented, mean-subtracted float."""
+        x = resize_to_network(batch_uint8.float().div_(255.0), self.input_size_)
+        if augment:
+            # before the mean subtraction, so that empty pixels are black like the digits' background
+            x = augment_batch(x, self._preset, self._augment_generator)
+        x = x - self.channel_mean_.view(1, -1, 1, 1)
+        if self._mixed:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device_.type, dtype=self._autocast_dtype, enabled=self._mixed)
+
+    # -- one training step (benchmarked by scripts/bench_step_time.py) ----------------------------------
+    def model_step(
+        self, x: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Forward, loss, backward and RMSprop update on a ready network input; returns the loss (a tensor,
+        so that a GPU is not synchronised every step)."""
+        self.model_.train()
+        with self._autocast():
+            features = self.model_(x)
+        features = features.float()
+        loss = pairwise_bce(features, targets, mask)
+        if previous is not None and self.self_consistency_weight > 0:
+            consistency = F.binary_cross_entropy(features.clamp(1e-7, 1 - 1e-7), previous)
+            loss = loss + float(self.self_consistency_weight) * consistency
+        self._optimizer.zero_grad(set_to_none=True)
+        self._scaler.scale(loss).backward()
+        self._scaler.step(self._optimizer)
+        self._scaler.update()
+        return loss.detach()
+
+    def train_step(
+        self, indices: np.ndarray, targets: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One full training step on the images ``indices``: gather, augment, then :meth:`model_step`."""
+        x = self._to_network_input(self._uint8_batch(indices), augment=True)
+        return self.model_step(x, targets, mask, previous)
+
+    @torch.no_grad()
+    def _label_features(self, indices: np.ndarray, batch_statistics: bool, cancel: CancelToken) -> torch.Tensor:
+        """Label features of un-augmented images, in sub-batches of at most 250 (cancel is checked between
+        them; batch statistics of 250 images are as good as of 1,000 for the selection)."""
+        if batch_statistics:
+            self.model_.train()
+        else:
+            self.model_.eval()
+        outputs = []
+        size = max(2, min(int(self.inference_batch), 250))
+        pieces = [slice(s, min(s + size, len(indices))) for s in range(0, len(indices), size)]
+        if len(pieces) > 1 and pieces[-1].stop - pieces[-1].start < 2:  # BN needs two images for statistics
+            pieces[-2] = slice(pieces[-2].start, len(indices))
+            pieces.pop()
+        with _frozen_batchnorm_statistics(self.model_):
+            for piece in pieces:
+                cancel.raise_if_cancelled()
+                outputs.append(self._forward_eval(indices[piece]))
+        return torch.cat(outputs)
+
+    def _forward_eval(self, indices: np.ndarray) -> torch.Tensor:
+        with self._autocast():
+            return self.model_(self._to_network_input(self._uint8_batch(indices), augment=False)).float()
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def _save_checkpoint(self, pass_index: int, chunk_index: int, step: int) -> None:
+        path = self.checkpoint_path
+        if path is None:
+            return
+        save_checkpoint(
+            path,
+            {
+                "format": 1,
+                "method": self.name,
+                "n_clusters": int(self.n_clusters),
+                "input_size": int(self.input_size_),
+                "in_channels": int(self.in_channels_),
+                "model": self.model_.state_dict(),
+                "optimizer": self._optimizer.state_dict(),
+                "scaler": self._scaler.state_dict(),
+                "pass_index": int(pass_index),
+                "chunk_index": int(chunk_index),
+                "step": int(step),
+                "lambda": float(pass_index * float(self.lambda_step)),
+                "augment_rng": self._augment_generator.get_state(),
+                "history": list(self.history_),
+            },
+        )
+
+    def _load_checkpoint(self) -> tuple[int, int, int]:
+        state = load_checkpoint(self.checkpoint_path, map_location=self.device_)
+        if state.get("method") != self.name or state.get("n_clusters") != int(self.n_clusters) or state.get(
+            "input_size"
+        ) != self.input_size_ or state.get("in_channels") != self.in_channels_:
+            raise UsageError(
+                f"{self.name}: the checkpoint in {self.checkpoint_dir} belongs to another run "
+                f"(method {state.get('method')}, k={state.get('n_clusters')}, input {state.get('input_size')} px)"
+            )
+        self.model_.load_state_dict(state["model"])
+        self._optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self._scaler.load_state_dict(state["scaler"])
+        self._augment_generator.set_state(state["augment_rng"].cpu())
+        self.history_ = list(state.get("history", []))
+        return int(state["pass_index"]), int(state["chunk_index"]), int(state["step"])
+
+    # -- the training loop ----------------------------------------------------------------------------
+    def _pass_images(self, pass_index: int) -> np.ndarray:
+        """The images of one pass, in random order (stateless: seeded by the seed and the pass number, so a
+        resumed run sees the same order)."""
+        rng = np.random.default_rng([int(self.random_state), pass_index])
+        order = rng.permutation(self._n_images)
+        if self.n_images_per_pass and 0 < self.n_images_per_pass < self._n_images:
+            order = order[: int(self.n_images_per_pass)]
+        return order
+
+    def _chunks(self, order: np.ndarray) -> list[np.ndarray]:
+        # the paper's floor(n / m) batches of m images; the remainder joins the last batch rather than
+        # being dropped or forming a tiny batch with too few pairs
+        m = int(self.selection_batch)
+        count = max(1, len(order) // m)
+        return [order[i * m : (i + 1) * m] if i < count - 1 else order[i * m :] for i in range(count)]
+
+    def _steps_per_chunk(self, chunk_size: int) -> int:
+        return int(self.passes_per_batch) * len(self._minibatch_slices(chunk_size))
+
+    def _minibatch_slices(self, chunk_size: int) -> list[slice]:
+        b = int(self.minibatch)
+        slices = [slice(s, min(s + b, chunk_size)) for s in range(0, chunk_size, b)]
+        if len(slices) > 1 and slices[-1].stop - slices[-1].start < 2:  # a 1-image batch has no pair
+            slices[-2] = slice(slices[-2].start, chunk_size)
+            slices.pop()
+        return slices
+
+    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        self.prepare(dataset)
+        self.history_: list[dict[str, float]] = []
+        total_passes = self.planned_passes()
+        chunk_sizes = [len(c) for c in self._chunks(self._pass_images(0))]
+        steps_per_pass = sum(self._steps_per_chunk(size) for size in chunk_sizes)
+        total_steps = total_passes * steps_per_pass
+
+        start_pass, start_chunk, step = 0, 0, 0
+        if self.resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
+            start_pass, start_chunk, step = self._load_checkpoint()
+            yield ProgressEvent("resume", step, total_steps, {"pass": float(start_pass)}, f"resumed at pass {start_pass + 1}, selection batch {start_chunk + 1}")
+        # inference ≈ forward passes over all images, weighted like a third of a training step each
+        inference_work = max(1, (self._n_images + min(self._n_images, int(self.bn_recalibration_images))) // (3 * int(self.minibatch)))
+        eta = EtaEstimator(max(1, total_steps - step + inference_work))
+        first_step = step
+        throttle = Throttle(self.event_interval)
+        pass_index, chunk_index = start_pass, start_chunk
+
+        try:
+            for pass_index in range(start_pass, total_passes):
+                lam = pass_index * float(self.lambda_step)
+                upper, lower = self.thresholds(lam)
+                chunks = self._chunks(self._pass_images(pass_index))
+                pass_started = time.monotonic()
+                loss_total = torch.zeros((), device=self.device_)  # summed on the device: no sync per step
+                loss_count, selected_sum, positive_sum = 0, 0.0, 0.0
+                for chunk_index in range(start_chunk if pass_index == start_pass else 0, len(chunks)):
+                    chunk = chunks[chunk_index]
+                    features = self._label_features(chunk, self.selection_bn == "batch", cancel)
+                    targets, mask = select_pairs(features @ features.T, upper, lower)
+                    n_pairs = max(1, len(chunk) * (len(chunk) - 1))
+                    selected_fraction = float(mask.sum()) / n_pairs
+                    positive_fraction = float(targets.sum()) / n_pairs
+                    selected_sum += selected_fraction
+                    positive_sum += positive_fraction
+                    rng = np.random.default_rng([int(self.random_state), pass_index, chunk_index])
+                    for _ in range(int(self.passes_per_batch)):
+                        permutation = rng.permutation(len(chunk))
+                        for piece in self._minibatch_slices(len(chunk)):
+                            local = torch.from_numpy(permutation[piece]).to(self.device_)
+                            loss = self.train_step(
+                                chunk[permutation[piece]],
+                                targets[local][:, local],
+                                mask[local][:, local],
+                                features[local] if self.self_consistency_weight > 0 else None,
+                            )
+                            step += 1
+                            loss_total += loss
+                            loss_count += 1
+                            if self.checkpoint_every and step % int(self.checkpoint_every) == 0:
+                                # resuming restarts this selection batch with the weights saved here
+                                self._save_checkpoint(pass_index, chunk_index, step)
+                            if cancel.cancelled:
+                                raise Cancelled("cancelled by the user")
+                            if throttle.ready():
+                                value = float(loss)
+                                yield ProgressEvent(
+                                    "train",
+                                    step,
+                                    total_steps,
+                                    {
+                                        "loss": value,
+                                        "lambda": lam,
+                                        "upper": upper,
+                                        "lower": lower,
+                                        "pass": float(pass_index + 1),
+                                        "passes": float(total_passes),
+                                        "selected": selected_fraction,
+                                        "similar": positive_fraction,
+                                    },
+                                    f"pass {pass_index + 1}/{total_passes}, selection batch {chunk_index + 1}/{len(chunks)}",
+                                    eta.eta(step - first_step),
+                                )
+                n_chunks = max(1, len(chunks) - (start_chunk if pass_index == start_pass else 0))
+                self.history_.append(
+                    {
+                        "pass": float(pass_index + 1),
+                        "lambda": lam,
+                        "upper": upper,
+                        "lower": lower,
+                        "loss": float(loss_total) / max(1, loss_count),
+                        "selected": selected_sum / n_chunks,
+                        "similar": positive_sum / n_chunks,
+                        "seconds": time.monotonic() - pass_started,
+                    }
+                )
+                if self.checkpoint_path is not None:
+                    self._save_checkpoint(pass_index + 1, 0, step)
+            pass_index, chunk_index = total_passes, 0
+            yield from self._finish(cancel, eta, step - first_step)
+        except Cancelled:
+            if self.checkpoint_path is not None and pass_index < total_passes:
+                self._save_checkpoint(pass_index, chunk_index, step)
+            raise
+
+    # -- labelling ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _recalibrate_batchnorm(self, cancel: CancelToken) -> None:
+        """Replace the running statistics (an average over augmented batches of old weights) by the
+        statistics of the final network on un-augmented data: a cumulative average over batches."""
+        count = min(self._n_images, int(self.bn_recalibration_images))
+        if count < 2:
+            return
+        sample = np.random.default_rng([int(self.random_state), 7919]).choice(self._n_images, size=count, replace=False)
+        norms = [m for m in self.model_.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # None = cumulative moving average
+        self.model_.train()
+        step = max(2, int(self.inference_batch))
+        try:
+            for start in range(0, count, step):
+                cancel.raise_if_cancelled()
+                part = sample[start : start + step]
+                if len(part) < 2:
+                    break
+                self._forward_eval(part)
+        finally:
+            for module in norms:
+                module.momentum = 0.1
+            self.model_.eval()
+
+    def _finish(self, cancel: CancelToken, eta: EtaEstimator, done_steps: int) -> Iterator[ProgressEvent]:
+        yield ProgressEvent("calibrate", 0, None, {}, "re-estimating batch-norm statistics", eta.eta(done_steps))
+        self._recalibrate_batchnorm(cancel)
+        self.model_.eval()
+        outputs = []
+        step = max(1, int(self.inference_batch))
+        total = self._n_images
+        throttle = Throttle(0.5)
+        with torch.no_grad():
+            for start in range(0, total, step):
+                cancel.raise_if_cancelled()
+                outputs.append(self._forward_eval(np.arange(start, min(start + step, total))).cpu())
+                if throttle.ready():
+                    yield ProgressEvent("infer", start + step, total, {}, "labelling images", eta.eta(done_steps + (start + step) // (3 * int(self.minibatch))))
+        features = torch.cat(outputs).numpy().astype(np.float32)
+        self.embeddings_ = features
+        self.labels_ = features.argmax(axis=1).astype(np.int64)
+        self.confidence_ = features.max(axis=1).astype(np.float64)
+        yield ProgressEvent("done", total, total, {"clusters_used": float(len(np.unique(self.labels_)))}, "finished", 0.0)
+
+    def label_features(self, images: np.ndarray) -> np.ndarray:
+        """Label features (N, k) of new uint8 images (N, H, W, C) with the fitted network in eval mode."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{self.name}: call fit before predict")
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[-1] != self.in_channels_ or images.dtype != np.uint8:
+            raise UsageError(f"{self.name}: predict needs uint8 images (N, H, W, {self.in_channels_}), got {images.dtype} {images.shape}")
+        self.model_.eval()
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(images), max(1, int(self.inference_batch))):
+                part = torch.from_numpy(np.ascontiguousarray(images[start : start + int(self.inference_batch)])).permute(0, 3, 1, 2).to(self.device_)
+                with self._autocast():
+                    outputs.append(self.model_(self._to_network_input(part, augment=False)).float().cpu())
+        return torch.cat(outputs).numpy().astype(np.float32)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.label_features(images).argmax(axis=1).astype(np.int64)
+
+
+@register
+class DACStar(DAC):
+    """DAC*: every pair labelled by one threshold annealed from 0.95 to 0.5 (the paper's ablation)."""
+
+    name = "dac-star"
+    description = (
+        "DAC* (the paper's ablation): like DAC, but every pair is labelled similar or dissimilar by one "
+        "threshold that anneals from 0.95 to 0.5."
+    )
+
+    @staticmethod
+    def thresholds(lam: float) -> tuple[float, float]:
+        return dac_star_thresholds(lam)
+
+    @staticmethod
+    def finished(lam: float) -> bool:
+        return dac_star_finished(lam)

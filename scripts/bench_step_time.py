@@ -1,0 +1,106 @@
+"""Time one full training step against the bare model step, for DAC and MMDC.
+
+A *full step* is what training really does per mini-batch: gather the uint8 images by index, convert,
+resize, augment on the device, forward, loss, backward and optimiser update. The *bare step* is the same
+forward/loss/backward/update on a float tensor of the same shape that is already prepared on the device.
+Their ratio is the overhead of the data path (goal: at most 1.10). Both are measured in the same run,
+interleaved (full, bare, full, bare, ...) so that a busy machine slows both alike; the medians are printed.
+
+Usage::
+
+    .venv/bin/python scripts/bench_step_time.py [--device auto] [--repeats 20] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _mnist_shaped_dataset(n_images: int = 5000, seed: int = 0):
+    """Random uint8 images of MNIST's shape: the step time depends on shapes, not on content."""
+    from photocluster.data.dataset import ImageDataset
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n_images, 28, 28, 1), dtype=np.uint8)
+    return ImageDataset("mnist", images, rng.integers(0, 10, size=n_images))
+
+
+def measure_dac(device: str = "auto", batch: int = 100, repeats: int = 20, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of DAC's full training step and of the bare model step (MNIST-shaped input).
+
+    The full step is :meth:`DAC.train_step` (gather by index, resize to the 28-px net, affine augmentation,
+    forward, pairwise BCE on selected pairs, backward, RMSprop); the bare step is :meth:`DAC.model_step` on
+    an input prepared beforehand.
+    """
+    from photocluster.methods.dac import DAC, select_pairs
+
+    dataset = _mnist_shaped_dataset()
+    method = DAC(device=device, minibatch=batch)
+    method.prepare(dataset)
+    rng = np.random.default_rng(0)
+    # a realistic selection: similarities from random label features, the paper's start thresholds
+    features = torch.nn.functional.normalize(torch.rand(batch, 10), dim=1).to(method.device_)
+    targets, mask = select_pairs(features @ features.T, 0.95, 0.455)
+    ready = method._to_network_input(method._uint8_batch(rng.choice(len(dataset), batch, replace=False)), augment=True)
+
+    full, bare = [], []
+    for repeat in range(warmup + repeats):
+        indices = rng.choice(len(dataset), batch, replace=False)
+        _synchronise(method.device_)
+        start = time.perf_counter()
+        method.train_step(indices, targets, mask)
+        _synchronise(method.device_)
+        middle = time.perf_counter()
+        method.model_step(ready, targets, mask)
+        _synchronise(method.device_)
+        end = time.perf_counter()
+        if repeat >= warmup:
+            full.append(middle - start)
+            bare.append(end - middle)
+    return {"full": statistics.median(full), "bare": statistics.median(bare), "batch": batch, "device": str(method.device_)}
+
+
+def measure_mmdc(device: str = "auto", batch: int = 128, repeats: int = 20, warmup: int = 3) -> dict[str, float] | None:
+    """MMDC's part: filled in by the MMDC implementation; returns None (and says so) until then."""
+    try:
+        import photocluster.methods.mmdc  # noqa: F401
+    except ModuleNotFoundError:
+        print("mmdc: photocluster.methods.mmdc is not there yet — skipped")
+        return None
+    print("mmdc: step-time measurement not written yet (the MMDC implementation adds it here) — skipped")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=None, help="mini-batch size (default: each method's quick protocol)")
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"{'method':8} {'device':8} {'batch':>5} {'full step':>12} {'bare step':>12} {'ratio':>7}")
+    for name, measure, default_batch in (("dac", measure_dac, 100), ("mmdc", measure_mmdc, 128)):
+        result = measure(device=args.device, batch=args.batch or default_batch, repeats=args.repeats, warmup=args.warmup)
+        if result is None:
+            continue
+        ratio = result["full"] / result["bare"]
+        print(
+            f"{name:8} {result['device']:8} {result['batch']:>5} {result['full'] * 1000:>9.1f} ms "
+            f"{result['bare'] * 1000:>9.1f} ms {ratio:>7.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

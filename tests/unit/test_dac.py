@@ -1,0 +1,324 @@
+"""DAC and DAC*: the pieces checked against hand-computed values, then the estimator's behaviour
+(cancel, resume, determinism) and a real-data check that it beats k-means on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from photocluster.checkpoints import load_checkpoint
+from photocluster.data.augment import AffinePreset, augment_batch, get_preset, preset_for_dataset, random_affine_matrices
+from photocluster.data.dataset import ImageDataset
+from photocluster.errors import UsageError
+from photocluster.methods.base import get_method, list_methods
+from photocluster.methods.dac import (
+    DAC,
+    DACStar,
+    count_passes,
+    dac_finished,
+    dac_star_finished,
+    dac_star_thresholds,
+    dac_thresholds,
+    pairwise_bce,
+    select_pairs,
+)
+from photocluster.models.dac_net import DACNet, RestraintLayer, network_input_size
+from photocluster.progress import CancelToken, Cancelled
+
+
+def _bars_dataset(n_per_class: int = 60, seed: int = 0) -> ImageDataset:
+    """Three well-separated kinds of 8x8 grey images (horizontal bar, vertical bar, diagonal) with noise."""
+    rng = np.random.default_rng(seed)
+    templates = np.zeros((3, 8, 8))
+    templates[0, 3:5, :] = 1
+    templates[1, :, 3:5] = 1
+    templates[2][np.eye(8, dtype=bool)] = 1
+    labels = np.repeat(np.arange(3), n_per_class)
+    images = templates[labels] * 200 + rng.uniform(0, 55, size=(len(labels), 8, 8))
+    order = rng.permutation(len(labels))
+    return ImageDataset("bars", images[order].astype(np.uint8), labels[order])
+
+
+# fast settings: one selection batch of at most 60 images, mini-batches of 20
+_FAST = dict(
+    n_clusters=3,
+    selection_batch=60,
+    minibatch=20,
+    passes_per_batch=1,
+    n_images_per_pass=60,
+    bn_recalibration_images=60,
+    inference_batch=60,
+    device="cpu",
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP threads spin against other processes and a
+    step gets 5-10x slower (measured: 0.7 s vs 3-10 s for a 20-image step under load 11)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- restraint layer --------------------------------------------------------------------------------
+def test_restraint_layer_matches_hand_computed_values():
+    # exp([0, ln2, 0] - ln2) = [0.5, 1, 0.5]; norm = sqrt(1.5)
+    out = RestraintLayer()(torch.tensor([[0.0, math.log(2.0), 0.0]]))
+    expected = torch.tensor([[0.5, 1.0, 0.5]]) / math.sqrt(1.5)
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_restraint_layer_is_nonnegative_unit_norm_and_does_not_overflow():
+    x = torch.randn(50, 10) * 30
+    x[0] = 1000.0  # exp(1000) would overflow without subtracting the maximum
+    out = RestraintLayer()(x)
+    assert torch.isfinite(out).all()
+    assert (out >= 0).all()
+    assert torch.allclose(out.norm(dim=1), torch.ones(50), atol=1e-5)
+    # equal inputs → the uniform vector 1/sqrt(k)
+    assert torch.allclose(out[0], torch.full((10,), 1 / math.sqrt(10)), atol=1e-6)
+
+
+# -- pair selection and loss ------------------------------------------------------------------------
+def test_select_pairs_at_paper_start_thresholds():
+    similarity = torch.tensor(
+        [
+            [1.00, 0.96, 0.40, 0.70],
+            [0.96, 1.00, 0.30, 0.50],
+            [0.40, 0.30, 1.00, 0.94],
+            [0.70, 0.50, 0.94, 1.00],
+        ]
+    )
+    targets, mask = select_pairs(similarity, upper=0.95, lower=0.455)
+    # similar: (0,1) at 0.96 ≥ 0.95; dissimilar: (0,2) 0.40 and (1,2) 0.30 < 0.455;
+    # left out: 0.70, 0.50, 0.94 (between the thresholds) and the diagonal
+    expected_mask = torch.tensor(
+        [[0, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool
+    )
+    expected_targets = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.float32)
+    assert torch.equal(mask, expected_mask)
+    assert torch.equal(targets, expected_targets)
+
+
+def test_select_pairs_boundaries_and_single_threshold():
+    similarity = torch.tensor([[1.0, 0.75, 0.5], [0.75, 1.0, 0.25], [0.5, 0.25, 1.0]])
+    targets, mask = select_pairs(similarity, upper=0.75, lower=0.5)
+    # 0.75 ≥ u is similar; 0.5 is not < l so it is left out; 0.25 is dissimilar
+    assert torch.equal(mask, torch.tensor([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=torch.bool))
+    assert torch.equal(targets, torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.float32))
+    # DAC*: one threshold 0.5 labels every off-diagonal pair; 0.5 itself counts as similar
+    targets, mask = select_pairs(similarity, upper=0.5, lower=0.5)
+    assert torch.equal(mask, ~torch.eye(3, dtype=torch.bool))
+    assert torch.equal(targets, torch.tensor([[0, 1, 1], [1, 0, 0], [1, 0, 0]], dtype=torch.float32))
+
+
+def test_pairwise_bce_uses_only_selected_pairs():
+    features = torch.tensor([[1.0, 0.0], [math.sqrt(0.5), math.sqrt(0.5)], [0.0, 1.0]])
+    # pair (0,1): similarity 0.7071, target 1 → −ln 0.7071 = 0.34657; pair (0,2) similarity 0 is not selected
+    targets = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.float32)
+    mask = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
+    assert pairwise_bce(features, targets, mask).item() == pytest.approx(-math.log(math.sqrt(0.5)), abs=1e-5)
+    # selecting (0,2) with target 0 adds −ln(1 − 1e-7) ≈ 0 to the sum: mean over 4 pairs
+    mask2 = mask.clone()
+    mask2[0, 2] = mask2[2, 0] = True
+    assert pairwise_bce(features, targets, mask2).item() == pytest.approx(-math.log(math.sqrt(0.5)) / 2, abs=1e-5)
+
+
+# -- the λ schedule ---------------------------------------------------------------------------------
+def test_lambda_schedule_and_stop_rule():
+    assert dac_thresholds(0.0) == (0.95, 0.455)
+    upper, lower = dac_thresholds(0.2)
+    assert upper == pytest.approx(0.75) and lower == pytest.approx(0.475)
+    # l(λ) > u(λ)  ⇔  0.455 + 0.1λ > 0.95 − λ  ⇔  1.1λ > 0.495  ⇔  λ > 0.45.
+    # With η = 0.009, λ after n passes is 0.009 n > 0.45 first for n = 51: the passes run at λ = 0 … 0.45
+    # (the last with u = l = 0.5) — 51 passes.
+    assert not dac_finished(0.45)
+    assert dac_finished(0.459)
+    assert not dac_finished(50 * 0.009)  # accumulated float error must not end the schedule a pass early
+    assert count_passes(0.009) == 51
+    # a faster step sweeps the same range: λ = 0, 0.15, 0.30, 0.45 → 4 passes
+    assert count_passes(0.15) == 4
+    # DAC*: t = 0.95 − λ down to 0.5 — the same passes
+    assert dac_star_thresholds(0.3) == (pytest.approx(0.65), pytest.approx(0.65))
+    assert not dac_star_finished(0.45) and dac_star_finished(0.459)
+    assert count_passes(0.009, dac_star_finished) == 51
+
+
+def test_planned_passes_respects_the_cap():
+    assert DAC(lambda_step=0.009).planned_passes() == 51
+    assert DAC(lambda_step=0.009, max_passes=4).planned_passes() == 4
+    assert DAC(lambda_step=0.15, max_passes=10).planned_passes() == 4
+    assert DACStar(lambda_step=0.009).planned_passes() == 51
+
+
+# -- networks and augmentation ----------------------------------------------------------------------
+@pytest.mark.parametrize("size, channels", [(28, 1), (32, 3), (96, 3)])
+def test_dac_net_variants_give_label_features(size, channels):
+    torch.manual_seed(0)
+    net = DACNet(channels, 10, size)
+    out = net(torch.randn(4, channels, size, size))
+    assert out.shape == (4, 10)
+    assert (out >= 0).all() and torch.allclose(out.norm(dim=1), torch.ones(4), atol=1e-5)
+    # the two dense layers start as the identity
+    assert torch.equal(net.head[0].weight, torch.eye(10)) and torch.equal(net.head[3].weight, torch.eye(10))
+
+
+def test_network_input_size_rounds_up_to_supported_sizes():
+    assert network_input_size(8, 8) == 28
+    assert network_input_size(28, 28) == 28
+    assert network_input_size(30, 32) == 32
+    assert network_input_size(64, 64) == 96
+    assert network_input_size(300, 200) == 96
+
+
+def test_fresh_network_in_eval_mode_shows_the_batchnorm_trap():
+    """Why selection_bn='batch' exists: fresh running statistics make every eval-mode label feature
+    (nearly) the same, so every pair would be 'similar'; batch statistics keep the images apart."""
+    torch.manual_seed(0)
+    net = DACNet(1, 10, 28)
+    x = torch.rand(64, 1, 28, 28)
+    with torch.no_grad():
+        net.eval()
+        eval_similarity = net(x) @ net(x).T
+        net.train()
+        batch_features = net(x)
+    batch_similarity = batch_features @ batch_features.T
+    # at the start thresholds (u = 0.95): eval mode calls almost every pair similar, batch statistics few
+    assert (eval_similarity >= 0.95).float().mean() > 0.99
+    assert (batch_similarity >= 0.95).float().mean() < 0.2
+
+
+def test_identity_augmentation_returns_the_input():
+    images = torch.rand(5, 1, 12, 12)
+    still = AffinePreset(rotation_degrees=0.0, shift_fraction=0.0, zoom_range=(1.0, 1.0), horizontal_flip=False)
+    out = augment_batch(images, still, torch.Generator().manual_seed(0))
+    assert torch.allclose(out, images, atol=1e-5)
+    assert augment_batch(images, get_preset("none"), torch.Generator()) is images
+
+
+def test_flip_only_augmentation_mirrors_or_keeps_each_image():
+    images = torch.rand(40, 1, 10, 10)
+    flip_only = AffinePreset(rotation_degrees=0.0, shift_fraction=0.0, zoom_range=(1.0, 1.0), horizontal_flip=True)
+    out = augment_batch(images, flip_only, torch.Generator().manual_seed(1))
+    kept = torch.isclose(out, images, atol=1e-5).flatten(1).all(1)
+    mirrored = torch.isclose(out, images.flip(-1), atol=1e-5).flatten(1).all(1)
+    assert (kept | mirrored).all()
+    assert kept.any() and mirrored.any()
+
+
+def test_augmentation_parameters_stay_in_range_and_digits_never_flip():
+    theta = random_affine_matrices(500, get_preset("digits"), torch.Generator().manual_seed(0))
+    assert theta[:, :, 2].abs().max() <= 0.2 + 1e-6  # 10 % shift = 0.2 in [-1, 1] units
+    scale = theta[:, 1, 1].hypot(theta[:, 1, 0])  # 1 / zoom
+    assert scale.min() >= 1 / 1.05 - 1e-5 and scale.max() <= 1 / 0.95 + 1e-5
+    determinant = theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0]
+    assert (determinant > 0).all()  # no mirror image
+    angle = torch.atan2(theta[:, 1, 0], theta[:, 1, 1]).abs().max()
+    assert angle <= math.radians(10) + 1e-5
+    assert preset_for_dataset("mnist") == "digits" and preset_for_dataset("fashion-mnist") == "objects"
+    assert preset_for_dataset("library") == "photos"
+
+
+# -- the estimator ----------------------------------------------------------------------------------
+def test_registered_and_rejects_bad_parameters():
+    assert {"dac", "dac-star"} <= set(list_methods())
+    dataset = _bars_dataset(5)
+    with pytest.raises(UsageError, match="selection_bn"):
+        get_method("dac", selection_bn="eval", **{k: v for k, v in _FAST.items()}).fit(dataset)
+    with pytest.raises(UsageError, match="checkpoint_dir"):
+        get_method("dac", resume=True, **_FAST).fit(dataset)
+
+
+def test_deterministic_under_a_seed_and_predict_matches_labels():
+    dataset = _bars_dataset(20)
+    params = dict(_FAST, max_passes=1, lambda_step=0.15)
+    first = get_method("dac", random_state=3, **params).fit(dataset)
+    second = get_method("dac", random_state=3, **params).fit(dataset)
+    assert np.array_equal(first.labels_, second.labels_)
+    assert np.array_equal(first.embeddings_, second.embeddings_)
+    assert first.embeddings_.shape == (60, 3) and first.embeddings_.dtype == np.float32
+    assert np.allclose(first.confidence_, first.embeddings_.max(axis=1))
+    assert np.array_equal(first.predict(dataset.images[:30]), first.labels_[:30])
+    other = get_method("dac", random_state=4, **params).fit(dataset)
+    assert not np.array_equal(first.embeddings_, other.embeddings_)
+
+
+def test_cancel_within_a_second_leaves_a_checkpoint(tmp_path):
+    dataset = _bars_dataset(20)
+    method = get_method("dac", checkpoint_dir=str(tmp_path), lambda_step=0.009, **_FAST)  # 51 passes: long
+    token = CancelToken()
+    cancelled_at: list[float] = []
+
+    def cancel() -> None:
+        cancelled_at.append(time.monotonic())
+        token.cancel()
+
+    timer = threading.Timer(1.5, cancel)
+    timer.start()
+    try:
+        with pytest.raises(Cancelled):
+            for _ in method.fit_steps(dataset, cancel=token):
+                pass
+    finally:
+        timer.cancel()
+    delay = time.monotonic() - cancelled_at[0]
+    assert delay < 1.0, f"took {delay:.2f} s to honour the cancel"
+    state = load_checkpoint(tmp_path / "dac-checkpoint.pt")
+    assert {"model", "optimizer", "pass_index", "chunk_index", "lambda", "augment_rng", "step"} <= set(state)
+    assert state["step"] > 0
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    dataset = _bars_dataset(20)
+    params = dict(_FAST, checkpoint_dir=str(tmp_path), lambda_step=0.15, max_passes=3)
+    token = CancelToken()
+    first = get_method("dac", **params)
+    first.event_interval = 0.0  # an event every step, so the cancel lands in the second pass
+    with pytest.raises(Cancelled):
+        for event in first.fit_steps(dataset, cancel=token):
+            if event.stage == "train" and event.metrics["pass"] >= 2:
+                token.cancel()  # during the second pass
+    saved = load_checkpoint(tmp_path / "dac-checkpoint.pt")
+    assert saved["pass_index"] == 1 and saved["lambda"] == pytest.approx(0.15)
+    steps_per_pass = 3  # 60 images in mini-batches of 20
+
+    resumed = get_method("dac", resume=True, **params)
+    events = list(resumed.fit_steps(dataset))
+    assert events[0].stage == "resume" and events[0].step == saved["step"] >= steps_per_pass
+    train_events = [e for e in events if e.stage == "train"]
+    assert train_events and min(e.metrics["pass"] for e in train_events) == 2  # pass 1 is not redone
+    assert min(e.metrics["lambda"] for e in train_events) == pytest.approx(0.15)
+    # continuing redoes at most the interrupted selection batch (one per pass here): at most the two
+    # remaining passes after the saved step; a restart would need three more passes
+    assert max(e.step for e in train_events) <= saved["step"] + 2 * steps_per_pass
+    assert [h["pass"] for h in resumed.history_] == [1.0, 2.0, 3.0]
+    assert resumed.labels_.shape == (60,)
+
+
+def test_progress_events_carry_schedule_and_eta():
+    events = list(get_method("dac-star", max_passes=2, lambda_step=0.15, **_FAST).fit_steps(_bars_dataset(20)))
+    train = [e for e in events if e.stage == "train"]
+    assert train
+    for key in ("loss", "lambda", "upper", "lower", "pass"):
+        assert key in train[0].metrics
+    # DAC*: one threshold
+    assert all(e.metrics["upper"] == e.metrics["lower"] for e in train)
+    assert any(e.eta_seconds is not None for e in train)
+    assert events[-1].stage == "done"
+
+
+# -- real data: beats k-means on scikit-learn's digits ----------------------------------------------
+def _accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    from scipy.optimize import linear_sum_assignment
+
+    table = np.zeros((predicted.max() + 1, truth.max() + 1))
+    np.add.at(table, (predicted, truth), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return table[rows, cols].sum() / len(truth)
