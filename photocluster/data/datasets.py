@@ -386,14 +386,17 @@ def _resolve_folder(info: DatasetInfo, data_dir: Path) -> Path:
 
 
 def _explain_missing(info: DatasetInfo, folder: Path, missing: list[str]) -> str:
-    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    # ImageNet subsets cannot be downloaded, so every missing class folder is named; otherwise a few files.
+    cut = len(missing) if not info.downloads else 4
+    shown = ", ".join(missing[:cut]) + (f" and {len(missing) - cut} more" if len(missing) > cut else "")
     if info.downloads:
         archives = " + ".join(remote.url for remote in info.downloads)
         how = (f"download {archives}" + (" and extract it" if any(r.extract for r in info.downloads) else "")
                + f" into {folder}, pass --data-dir to the folder holding them, or add --download")
     else:
-        how = (f"copy the class folders from {info.source} into {folder} or pass --data-dir to an ILSVRC-2012 "
-               "train folder (these images cannot be downloaded automatically)")
+        how = (f"copy these WNID class folders of the ILSVRC-2012 train set (https://image-net.org, registration "
+               f"needed) into {folder}, or pass --data-dir to your ILSVRC-2012 train folder; they cannot be "
+               "downloaded automatically")
     return f"{info.name}: missing {shown} in {folder}; {how}"
 
 
