@@ -13,6 +13,7 @@ Also printed: the warm rate (the same library again: scan index and decode cache
 and index lives in a temporary folder, so the user's own cache is never touched. Usage::
 
     flock /tmp/pc-heavy.lock .venv/bin/python scripts/bench_decode.py [--folder DIR] [--workers N] [--repeat R]
+        [--large N]
 """
 
 from __future__ import annotations
@@ -48,44 +49,67 @@ def naive_loop(paths: list[Path], size: int, thumb_size: int) -> float:
 
 
 def photocluster_pipeline(folder: Path, size: int, thumb_size: int, workers: int | None,
-                          cache_root: Path) -> tuple[float, float, int]:
-    """Seconds for scan, seconds for decode (cold cache in ``cache_root``), number of photos."""
+                          cache_root: Path) -> tuple[float, float, int, int]:
+    """Seconds for scan, seconds for decode (cold cache in ``cache_root``), photos, worker processes used."""
     started = time.perf_counter()
     report = FolderScan([folder], index=cache_root / "scan-index.sqlite3").run()  # a new, empty index
     scanned = time.perf_counter()
-    result = LibraryDecoder(report.photos, size=size, thumb_size=thumb_size, workers=workers,
-                            cache_root=cache_root).run()
+    decoder = LibraryDecoder(report.photos, size=size, thumb_size=thumb_size, workers=workers,
+                             cache_root=cache_root)
+    result = decoder.run()
     decoded = time.perf_counter()
     assert result.n_decoded == len({p.content_hash for p in report.photos}), "cache was not cold"
-    return scanned - started, decoded - scanned, len(report.photos)
+    return scanned - started, decoded - scanned, len(report.photos), decoder.used_workers
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
-    parser.add_argument("--workers", type=int, default=None, help="decode processes (default: one per CPU, max 8)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decode processes (default: automatic, as the app does: one per CPU, max 8, when the "
+                        "work is large enough to pay for starting them)")
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--thumb-size", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median is reported")
+    parser.add_argument("--large", type=int, default=0, metavar="N",
+                        help="also measure N camera-size JPEGs (the folder's first N photos upscaled to 4000 x 3000, "
+                        "written to a temporary folder): the case JPEG draft decoding is for")
     args = parser.parse_args()
     if not args.folder.is_dir():
         parser.error(f"folder not found: {args.folder}")
+    measure(args.folder, args, "sample folder")
+    if args.large:
+        with tempfile.TemporaryDirectory(prefix="pc-bench-large-") as tmp:
+            large = Path(tmp)
+            sources = [p.path for p in FolderScan([args.folder], index=False).run().photos][: args.large]
+            for i, source in enumerate(sources):
+                with Image.open(source) as img:
+                    img.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC).save(
+                        large / f"large{i:03d}.jpg", quality=90)
+            measure(large, args, f"{len(sources)} photos upscaled to 4000 x 3000 (12 MP)")
+    return 0
 
-    paths = [p.path for p in FolderScan([args.folder], index=False).run().photos]
-    workers = default_workers() if args.workers is None else args.workers
-    print(f"folder: {args.folder} ({len(paths)} photos); machine: {platform.machine()}, "
-          f"{os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f}; decode workers: {workers}")
 
-    naive_rates, cold_rates, warm_rates, scan_shares = [], [], [], []
+def measure(folder: Path, args: argparse.Namespace, label: str) -> None:
+    """Print the three rates and the ratios for one folder."""
+    paths = [p.path for p in FolderScan([folder], index=False).run().photos]
+    workers = args.workers
+    print(f"\n== {label}: {folder} ({len(paths)} photos); machine: {platform.machine()}, "
+          f"{os.cpu_count()} CPUs visible (default_workers() = {default_workers()}), "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    naive_rates, cold_rates, warm_rates, scan_shares, used = [], [], [], [], set()
     for _ in range(args.repeat):
         # Alternate the two so that a change in machine load hits both alike.
         naive_rates.append(len(paths) / naive_loop(paths, args.size, args.thumb_size))
         with tempfile.TemporaryDirectory(prefix="pc-bench-cache-") as cache:
-            scan_s, decode_s, n = photocluster_pipeline(args.folder, args.size, args.thumb_size, workers, Path(cache))
+            scan_s, decode_s, n, used_workers = photocluster_pipeline(folder, args.size, args.thumb_size, workers,
+                                                                      Path(cache))
+            used.add(used_workers)
             cold_rates.append(n / (scan_s + decode_s))
             scan_shares.append(scan_s / (scan_s + decode_s))
             started = time.perf_counter()
-            report = FolderScan([args.folder], index=Path(cache) / "scan-index.sqlite3").run()
+            report = FolderScan([folder], index=Path(cache) / "scan-index.sqlite3").run()
             warm = LibraryDecoder(report.photos, size=args.size, thumb_size=args.thumb_size, workers=workers,
                                   cache_root=Path(cache)).run()
             assert warm.n_decoded == 0
@@ -97,10 +121,10 @@ def main() -> int:
     print(f"naive Pillow open + convert + resize + thumbnail (1 process): {naive:8.1f} photos/s  "
           f"(runs: {', '.join(f'{r:.1f}' for r in naive_rates)})")
     print(f"photocluster scan + decode + thumbnail, cold cache:            {cold:8.1f} photos/s  "
-          f"(runs: {', '.join(f'{r:.1f}' for r in cold_rates)}; scan is {100 * statistics.median(scan_shares):.0f} %)")
+          f"(runs: {', '.join(f'{r:.1f}' for r in cold_rates)}; scan is {100 * statistics.median(scan_shares):.0f} %; "
+          f"worker processes: {', '.join(map(str, sorted(used)))})")
     print(f"photocluster second run (everything from the cache):           {warm:8.1f} photos/s")
     print(f"ratio cold / naive: {cold / naive:.2f}x   ratio warm / naive: {warm / naive:.1f}x")
-    return 0
 
 
 if __name__ == "__main__":

@@ -81,6 +81,14 @@ CHUNK = 8
 #: Below this many photos to decode, worker start-up (spawn: a fresh interpreter importing numpy and
 #: Pillow, about a second) costs more than it saves; decode in this process.
 MIN_PHOTOS_FOR_WORKERS = 24
+#: With ``workers=None`` (automatic), worker processes are started only when decoding in this process is
+#: estimated to take longer than this: starting them (a fresh interpreter importing numpy and Pillow each)
+#: costs about a second, more on a busy machine, which small photos never earn back.
+AUTO_WORKERS_MIN_SECONDS = 3.0
+#: Rough in-process cost model for that estimate: per photo (file reads, cache writes) and per source pixel
+#: (JPEG draft decoding divides this by up to 64; measured on the sample folder and 12 MP JPEGs).
+_SECONDS_PER_PHOTO = 0.006
+_SECONDS_PER_PIXEL = 1.5e-8
 _CACHE_VERSION = "v1"
 
 
@@ -146,9 +154,21 @@ def thumbnail_path(content_hash: str, thumb_size: int = DEFAULT_THUMB_SIZE, cach
     return path
 
 
+#: Cache sub-folders this process has already created: a mkdir per write costs milliseconds on slow or
+#: network file systems, and the cache has only 256 sub-folders per kind.
+_made_folders: set[Path] = set()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    if path.parent not in _made_folders:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _made_folders.add(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    except FileNotFoundError:  # the folder was removed (cache cleared) since it was made
+        _made_folders.discard(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -257,7 +277,8 @@ def decode_photo(data: bytes, size: int = DEFAULT_SIZE, thumb_size: int = DEFAUL
                     used_draft = img.size != (width, height)
             img.load()  # first frame only: decoding the rest of an animation is wasted work
             try:
-                img = ImageOps.exif_transpose(img)
+                # exif_transpose copies the full-size image even when it is upright: only call it when needed
+                img = ImageOps.exif_transpose(img, in_place=False) if _needs_turn(img) else img
             except Exception:  # a malformed EXIF block must not cost the photo; keep it unrotated
                 pass
             rgb = to_rgb(img)
@@ -282,11 +303,20 @@ def decode_photo(data: bytes, size: int = DEFAULT_SIZE, thumb_size: int = DEFAUL
                         reducing_gap=2.0)
     array = np.asarray(square, dtype=np.uint8).copy()
 
-    thumb = rgb.copy()
-    thumb.thumbnail((thumb_size, thumb_size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    scale = min(1.0, thumb_size / max(w, h))  # never enlarged, like Image.thumbnail
+    thumb_dims = (max(1, round(w * scale)), max(1, round(h * scale)))
+    thumb = rgb if thumb_dims == (w, h) else rgb.resize(thumb_dims, Image.Resampling.BICUBIC, reducing_gap=2.0)
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=THUMB_QUALITY)
     return DecodedPhoto(array=array, thumbnail=buffer.getvalue(), source_mode=source_mode, used_draft=used_draft)
+
+
+def _needs_turn(img: Image.Image) -> bool:
+    """True when the EXIF orientation is anything but "upright" (1)."""
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1) != 1
+    except Exception:
+        return False
 
 
 # -- the worker task -------------------------------------------------------------------------------
@@ -373,8 +403,10 @@ class LibraryDecoder:
     thumb_size:
         Long side of the thumbnails (default 256).
     workers:
-        Worker processes; None = :func:`default_workers`; 0 = decode in this process (tests, tiny folders).
-        Fewer than :data:`MIN_PHOTOS_FOR_WORKERS` photos to decode are always decoded in this process.
+        Worker processes; None = automatic: :func:`default_workers` processes when the work is estimated to
+        take more than :data:`AUTO_WORKERS_MIN_SECONDS` in this process, else none; 0 = decode in this
+        process (tests, tiny folders). Fewer than :data:`MIN_PHOTOS_FOR_WORKERS` photos to decode are always
+        decoded in this process. ``used_workers`` tells what the last run did.
     cache_root:
         Cache folder (default ``photocluster.config.cache_dir()``).
     name:
@@ -393,6 +425,7 @@ class LibraryDecoder:
         self.max_pixels = max_pixels
         self.name = name
         self.result = DecodeResult(dataset=None)
+        self.used_workers = 0
 
     # where the library's memmap lives: keyed by every row's content hash, in order, and the size
     def _library_paths(self, root: Path, hashes: Sequence[str]) -> tuple[Path, Path]:
@@ -525,14 +558,21 @@ class LibraryDecoder:
                   cancel: CancelToken) -> Iterator[tuple[int, np.ndarray | None, str | None, bool]]:
         if not jobs:
             return
-        workers = default_workers() if self.workers is None else self.workers
+        if self.workers is None:
+            pixels = sum(self.photos[job.index].width * self.photos[job.index].height for job in jobs)
+            estimate = len(jobs) * _SECONDS_PER_PHOTO + pixels * _SECONDS_PER_PIXEL
+            workers = default_workers() if estimate > AUTO_WORKERS_MIN_SECONDS else 0
+        else:
+            workers = self.workers
         args = (self.size, self.thumb_size, str(root), self.max_pixels)
         if workers <= 1 or len(jobs) < MIN_PHOTOS_FOR_WORKERS:
+            self.used_workers = 0
             for job in jobs:
                 cancel.raise_if_cancelled()
                 yield _decode_job(job, *args)
             return
         chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+        self.used_workers = workers
         pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
         pending: set[futures.Future] = set()
         next_chunk = 0

@@ -310,9 +310,15 @@ def test_worker_processes_give_the_same_arrays_as_in_process(tmp_path):
     folder = _folder_of_photos(tmp_path / "photos", decode_module.MIN_PHOTOS_FOR_WORKERS + 6, size=(50, 40))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
     report = FolderScan([folder]).run()
-    parallel = LibraryDecoder(report.photos, workers=2, cache_root=tmp_path / "c1").run()
-    serial = LibraryDecoder(report.photos, workers=0, cache_root=tmp_path / "c2").run()
+    parallel_decoder = LibraryDecoder(report.photos, workers=2, cache_root=tmp_path / "c1")
+    serial_decoder = LibraryDecoder(report.photos, workers=0, cache_root=tmp_path / "c2")
+    parallel, serial = parallel_decoder.run(), serial_decoder.run()
+    # Automatic: 30 small photos are estimated at well under AUTO_WORKERS_MIN_SECONDS → no processes.
+    automatic = LibraryDecoder(report.photos, workers=None, cache_root=tmp_path / "c3")
+    automatic.run()
+    assert automatic.used_workers == 0
     assert parallel.n_decoded == serial.n_decoded == len(report.photos)
+    assert (parallel_decoder.used_workers, serial_decoder.used_workers) == (2, 0)
     assert [s.path.name for s in parallel.skipped] == [s.path.name for s in serial.skipped] == []
     np.testing.assert_array_equal(np.asarray(parallel.dataset.images), np.asarray(serial.dataset.images))
     assert [s.path.name for s in report.skipped] == ["broken.png"]
