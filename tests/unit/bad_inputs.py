@@ -73,6 +73,14 @@ def png_bomb(width=100_000, height=100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
+def png_rgb16(width=40, height=30, rgb=(65535, 0, 32896)) -> bytes:
+    """A 16-bit-per-channel RGB PNG written by hand (Pillow cannot save one): colour type 2, depth 16."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    row = b"\x00" + struct.pack(">HHH", *rgb) * width  # filter byte 0, then big-endian samples
+    idat = zlib.compress(row * height)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
 def quadrants(width=64, height=32) -> np.ndarray:
     """Top-left red, top-right green, bottom-left blue, bottom-right yellow: every one of the 8 EXIF
     orientations gives a different layout, so the decoded layout proves which transform was applied."""
@@ -150,6 +158,7 @@ def build_corpus(root: Path) -> list[Case]:
     grey16 = Image.fromarray(np.full((30, 40), 128 * 257, dtype=np.uint16))  # I;16, 50 % grey
     assert grey16.mode in ("I;16", "I")
     photo("16-bit grey PNG", "odd/grey16.png", encode(grey16, "PNG"), (128, 128, 128), tolerance=1)
+    photo("16-bit RGB PNG", "odd/rgb16.png", png_rgb16(), (255, 0, 128), tolerance=1)
     palette = Image.new("P", (40, 30), 1)
     palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * (256 * 3 - 6))  # index 0 red, index 1 blue
     palette.paste(0, (0, 0, 40, 15))  # top half red, bottom half index 1

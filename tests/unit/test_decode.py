@@ -149,6 +149,15 @@ def test_training_size_is_a_parameter_and_crops_the_centre():
     assert np.abs(decoded.array[2:-2, 2:-2].reshape(-1, 3).mean(axis=0) - BLUE).max() < 3
 
 
+def test_unknown_image_mode_is_a_decode_error_with_the_mode():
+    class ExoticImage:  # what a third-party Pillow plugin could hand back
+        mode = "XYZ;12"
+        info: dict = {}
+
+    with pytest.raises(DecodeError, match="unsupported image mode 'XYZ;12'"):
+        decode_module.to_rgb(ExoticImage())
+
+
 def test_decode_photo_refuses_bombs_below_a_custom_limit():
     with pytest.raises(DecodeError, match="decompression bomb"):
         decode_photo(encode(solid(RED, (100, 100)), "PNG"), max_pixels=5000)
