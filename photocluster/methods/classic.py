@@ -169,13 +169,23 @@ class _FeatureClustering(ClusteringMethod):
         self.history_.append({"stage": "features", "kind": self.features, "dim": int(self._features.shape[1]),
                               "seconds": time.monotonic() - started})
         started = time.monotonic()
-        labels, confidence, extra = yield from self._cluster(self._features, cancel)
+        cluster_steps = self._cluster(self._features, cancel)
+        total = 1
+        while True:
+            try:
+                event = next(cluster_steps)
+            except StopIteration as stop:
+                labels, confidence, extra = stop.value
+                break
+            total = event.total or total
+            yield event
         cancel.raise_if_cancelled()
         self.history_.append({"stage": "cluster", "seconds": time.monotonic() - started, **extra})
         self.labels_ = np.asarray(labels, dtype=np.int64)
         self.confidence_ = np.asarray(confidence, dtype=np.float32)
         self.embeddings_ = self._features
-        yield ProgressEvent("cluster", 1, 1, {k: float(v) for k, v in extra.items() if isinstance(v, (int, float))},
+        # The last event completes the clustering stage with the total it announced (k-means: n_init).
+        yield ProgressEvent("cluster", total, total, {k: float(v) for k, v in extra.items() if isinstance(v, (int, float))},
                             f"{self.name}: {len(np.unique(self.labels_))} clusters")
 
     def _cluster(self, features: np.ndarray, cancel: CancelToken):  # pragma: no cover - abstract
