@@ -21,13 +21,17 @@ How a photo cannot be lost
   sanitised by :func:`safe_folder_name` (no ``..``, separators, Windows reserved names, control characters,
   trailing dots/spaces, over-long names). Names that already exist on disk, or twice in the plan (also
   differing only by case, for case-insensitive disks), get `` (2)``, `` (3)`` … suffixes.
-* **Journal.** ``DEST/.photocluster-export/<export id>.jsonl`` holds the plan and one fsynced JSON line
-  before and after each step of each operation, so the state of every photo is known after a crash.
+* **Journal.** ``DEST/.photocluster-export/<export id>.jsonl`` holds the plan and one JSON line per step of
+  each operation, so the state of every photo is known after a crash. The lines later steps rely on are
+  fsynced: the plan, ``placing`` (the target name and the copy's checksum, written before the name is
+  made) and the end; the others (``begin``, ``placed``, ``done``) only save work when a power loss drops
+  them, because recovery re-checks the disk against ``placing``.
 * **Execute.** A copy is written to a hidden temporary name in the target folder, fsynced, verified (size
   and SHA-256 against the bytes read from the source), and only then linked to its final name with an
   operation that fails instead of overwriting (``os.link``); a partial copy therefore never carries a final
   name. A file that appears at the target between plan and execute makes the photo take the next free
-  suffix. Move = the same copy, then the original is deleted, and only after the copy is in place.
+  suffix. Move = the same copy, then the original is deleted, and only after the copy and its new name
+  are durable (the folder is fsynced).
   Hard links and symbolic links are made directly (atomic); where the OS refuses them the plan fails with a
   clear message, or falls back to copying if ``fallback_to_copy=True`` was given.
 * **Finish.** A manifest (``photocluster-manifest-<id>.csv`` and ``.json``: original path, new path, cluster,
@@ -549,13 +553,18 @@ class _Journal:
                 if existing.read(1) != b"\n":
                     os.write(self._fd, b"\n")
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict, sync: bool = True) -> None:
+        """Append one record; ``sync=False`` for records whose loss only means redoing safe work.
+
+        A later synced record (fsync covers the whole file) makes the unsynced ones before it durable.
+        """
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             written = os.write(self._fd, data)
             if written != len(data):
                 raise OSError(errno.ENOSPC, "short write to the export journal")
-            _fsync(self._fd)
+            if sync:
+                _fsync(self._fd)
         except OSError as exc:
             cause = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
             raise ExportError(
@@ -588,6 +597,7 @@ class _OpState:
     sha256: str | None = None
     via_copy: bool = False  # a link mode fell back to copying this photo
     reason: str = ""
+    verified_now: bool = False  # checked in this process a moment ago (not journaled: a restart re-checks)
 
 
 def _replay(records: list[dict]) -> tuple[dict, list[_OpState], str | None]:
@@ -679,6 +689,7 @@ class _Executor:
         plan.report = self.report
         # Planned targets are reserved: a suffix chosen at execute time must not steal another's name.
         self.reserved = {op.target.casefold() for op in plan.operations}
+        self.touched_folders: set[Path] = set()
 
     def temp_path(self, op: ExportOperation) -> Path:
         folder = self.plan.destination / op.target.split("/")[0]
@@ -707,8 +718,12 @@ class _Executor:
             if self.plan.mode == "move":
                 self._delete_original(op, state)
             else:
-                self.journal.write({"type": "done", "op": op.index})
+                self.journal.write({"type": "done", "op": op.index}, sync=False)
                 state.status = "done"
+        elif state.status == "done" and self.plan.mode == "move" and op.source.exists():
+            self._remove_leftover_original(op, state)
+        if state.status in ("done", "failed") and os.path.lexists(self.temp_path(op)):
+            self._remove_quietly(self.temp_path(op))  # its removal was lost with the power
         if state.status == "done":
             self.report.exported.append((op.source, self.plan.destination / str(state.target)))
             if state.target != op.target:
@@ -717,7 +732,8 @@ class _Executor:
             self.report.failed.append((op.source, state.reason))
 
     def _fail(self, op: ExportOperation, state: _OpState, reason: str) -> None:
-        self.journal.write({"type": "failed", "op": op.index, "reason": reason})
+        # Unsynced: if lost, the photo is simply tried again.
+        self.journal.write({"type": "failed", "op": op.index, "reason": reason}, sync=False)
         state.status, state.reason = "failed", reason
 
     def _settle_placing(self, op: ExportOperation, state: _OpState) -> None:
@@ -732,7 +748,9 @@ class _Executor:
         if placed:
             if os.path.lexists(temp):
                 os.unlink(temp)
-            self.journal.write({"type": "placed", "op": op.index, "target": state.target, "sha256": state.sha256})
+            self.journal.write(
+                {"type": "placed", "op": op.index, "target": state.target, "sha256": state.sha256}, sync=False
+            )
             state.status = "placed"
         else:
             state.status = "pending"  # start this photo again; the source is still where it was
@@ -749,7 +767,8 @@ class _Executor:
         if not op.source.is_file():
             self._fail(op, state, "source photo no longer exists")
             return
-        self.journal.write({"type": "begin", "op": op.index})
+        # Unsynced: the temporary name is derived from the op, so a lost 'begin' changes nothing.
+        self.journal.write({"type": "begin", "op": op.index}, sync=False)
         state.status = "begun"
 
         if self.plan.mode in ("hardlink", "symlink") and not state.via_copy:
@@ -780,6 +799,7 @@ class _Executor:
             self._remove_quietly(temp)
             self._fail(op, state, "copy did not verify (size or checksum differ); original kept")
             return
+        state.verified_now = True
 
         candidate = self.free_target(op)
         while True:
@@ -795,8 +815,14 @@ class _Executor:
             except OSError as exc:
                 self._remove_quietly(temp)
                 raise self._fatal(exc, f"cannot name {self.plan.destination / candidate}") from exc
-        _fsync_dir(folder)
-        self.journal.write({"type": "placed", "op": op.index, "target": candidate, "sha256": sha256})
+        # 'placing' (synced) already names the target and its checksum: after a crash the target is
+        # checked against it, so 'placed' need not be synced. The new name itself must be durable before
+        # a move deletes the original; a copy only needs its folders synced once, at the end.
+        if self.plan.mode == "move":
+            _fsync_dir(folder)
+        else:
+            self.touched_folders.add(folder)
+        self.journal.write({"type": "placed", "op": op.index, "target": candidate, "sha256": sha256}, sync=False)
         state.status = "placed"
 
     def _make_link(self, op: ExportOperation, state: _OpState) -> bool:
@@ -817,8 +843,8 @@ class _Executor:
                 if exc.errno in _FATAL_DEST_ERRNOS or not self.plan.fallback_to_copy:
                     raise self._fatal(exc, f"cannot make a {self.plan.mode} at {target}") from exc
                 return False
-        _fsync_dir(target.parent)
-        self.journal.write({"type": "placed", "op": op.index, "target": candidate})
+        self.touched_folders.add(target.parent)
+        self.journal.write({"type": "placed", "op": op.index, "target": candidate}, sync=False)
         state.status = "placed"
         return True
 
@@ -827,7 +853,7 @@ class _Executor:
         if op.source.exists():
             target = self.plan.destination / str(state.target)
             # After a crash the copy is checked again: nothing is deleted on the word of a stale journal.
-            if not _matches(target, state.sha256):
+            if not state.verified_now and not _matches(target, state.sha256):
                 self._fail(op, state, f"copy at {target} does not match the original; original kept")
                 return
             try:
@@ -835,9 +861,26 @@ class _Executor:
             except OSError as exc:
                 self._fail(op, state, f"copied, but the original could not be deleted: {exc.strerror or exc}")
                 return
-            _fsync_dir(op.source.parent)
-        self.journal.write({"type": "done", "op": op.index})
+            self.touched_folders.add(op.source.parent)
+        # Unsynced: a lost 'done' (or a deletion lost with the power) is finished by the next recovery.
+        self.journal.write({"type": "done", "op": op.index}, sync=False)
         state.status = "done"
+
+    def _remove_leftover_original(self, op: ExportOperation, state: _OpState) -> None:
+        """A move journaled as done whose original came back (its deletion was lost with the power)."""
+        target = self.plan.destination / str(state.target)
+        if _matches(op.source, state.sha256) and _matches(target, state.sha256):
+            try:
+                op.source.unlink()
+            except OSError:
+                return
+            self.touched_folders.add(op.source.parent)
+
+    def sync_touched_folders(self) -> None:
+        """Make every name this export created or removed durable (before the journal says 'finished')."""
+        for folder in sorted(self.touched_folders):
+            _fsync_dir(folder)
+        self.touched_folders.clear()
 
     @staticmethod
     def _remove_quietly(path: Path) -> None:
@@ -937,6 +980,7 @@ def _execute_steps(
     total = len(plan.operations)
     for op in plan.operations:
         if cancel.cancelled:
+            executor.sync_touched_folders()
             executor.write_manifest()
             journal.write({"type": "cancelled"})
             _update_registry(plan.destination, add=False)
@@ -949,6 +993,7 @@ def _execute_steps(
             f"{verb} {op.source.name} -> {state.target}" if state.status == "done" else f"failed {op.source.name}: {state.reason}"
         )
         yield ProgressEvent(stage, done, total, message=message, eta_seconds=eta.eta(done))
+    executor.sync_touched_folders()
     executor.write_manifest()
     journal.write({"type": "finished"})
     _update_registry(plan.destination, add=False)
@@ -1080,7 +1125,7 @@ def recover_exports(
             already = sum(s.status in ("done", "failed") for s in states)
             journal = _Journal(path)
             try:
-                journal.write({"type": "recovery", "rollback": rollback})
+                journal.write({"type": "recovery", "rollback": rollback}, sync=False)
                 if rollback:
                     messages.append(_rollback(plan, journal, states))
                 else:
