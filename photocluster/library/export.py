@@ -1123,6 +1123,15 @@ def recover_exports(
             plan = _plan_from_record(plan_record)
             plan.destination = dest  # the folder may have been moved or remounted since
             already = sum(s.status in ("done", "failed") for s in states)
+            remaining = [op for op, s in zip(plan.operations, states) if s.status in ("pending", "begun")]
+            if not rollback and remaining and not any(op.source.exists() for op in remaining):
+                # Most likely the drive holding the originals is not connected: do not mark every photo
+                # failed (that would close the journal), keep it for the next attempt.
+                messages.append(
+                    f"export {plan.export_id} into {dest} not resumed: none of the {len(remaining)} photos left "
+                    f"to export can be found (is the drive with {remaining[0].source.parent} connected?)"
+                )
+                continue
             journal = _Journal(path)
             try:
                 journal.write({"type": "recovery", "rollback": rollback}, sync=False)

@@ -418,6 +418,21 @@ def test_power_loss_that_drops_unsynced_lines_and_deletions_is_recovered(
     assert _photos(sample_copy) == [] and not _partials(dest)
 
 
+def test_recovery_waits_when_the_originals_are_unreachable(sample_copy, tmp_path, monkeypatch, original_hashes):
+    dest = tmp_path / "dest"
+    free_space = _disk_full_after(monkeypatch, good_copies=10)
+    with pytest.raises(ExportError):
+        list(run_export(plan_export(_items(sample_copy), dest, mode="move")))
+    free_space()
+    unplugged = sample_copy.rename(tmp_path / "elsewhere")  # the drive with the originals is not connected
+    [message] = recover_exports(dest)
+    assert "not resumed" in message and "connected" in message
+    assert pending_exports(dest)[0].finished_operations == 10  # nothing was marked failed
+    unplugged.rename(sample_copy)
+    assert "200 photos exported" in recover_exports(dest)[0]
+    assert Counter(_sha(p) for p in _exported_files(dest)) == original_hashes
+
+
 def test_rollback_puts_moved_photos_back(sample_copy, tmp_path, monkeypatch, photos_sample):
     before = {p.relative_to(sample_copy): _sha(p) for p in _photos(sample_copy)}
     dest = tmp_path / "dest"
