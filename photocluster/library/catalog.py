@@ -284,7 +284,10 @@ class Catalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) in _transaction().
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot open the catalog {self.path}: {exc}") from exc
         self._db.row_factory = sqlite3.Row
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -292,6 +295,9 @@ class Catalog:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             _migrate(self._db)
+        except sqlite3.OperationalError as exc:  # locked, read-only, disk full: the file itself may be fine
+            self._db.close()
+            raise UsageError(f"cannot open the catalog {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise UsageError(f"{self.path} is not a photocluster catalog ({exc})") from exc
