@@ -39,7 +39,9 @@ written to a temporary name and renamed, so a killed run never leaves a half-wri
 
 Decoding runs in worker processes (``concurrent.futures.ProcessPoolExecutor`` with a forkserver or spawn
 context: safe to start from a GUI thread, unlike fork), in chunks of a few photos so that a cancel is
-honoured within about a second.
+honoured within about a second — but only when the work is large enough to pay for starting them (see
+``LibraryDecoder``'s ``workers``). As with any spawn/forkserver pool, a script that decodes with workers
+must keep its entry point under ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
@@ -588,7 +590,11 @@ class LibraryDecoder:
                     try:
                         results = future.result()
                     except futures.process.BrokenProcessPool as exc:
-                        raise RuntimeError(f"a decode worker process died ({exc})") from exc
+                        # Not retried in this process: a photo that crashes a decoder would take the app down.
+                        raise RuntimeError(
+                            f"a decode worker process died ({exc}); if this runs from a script, put its entry "
+                            "point under `if __name__ == '__main__':` (worker processes re-import the main "
+                            "module), or pass workers=0") from exc
                     yield from results
         finally:
             for future in pending:
