@@ -599,6 +599,7 @@ class MMDC(ClusteringMethod):
         Cancelled
             When ``cancel`` is set; a checkpoint is written first when ``checkpoint_dir`` is given.
         """
+        yield ProgressEvent("prepare", 0, None, message="building the network")
         self._prepare(dataset)
         n_all = len(dataset)
         self._dataset_images = dataset.images

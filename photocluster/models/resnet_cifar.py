@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet18
 
 ROTATION_CLASSES = 4
 
@@ -89,6 +88,9 @@ def cifar_resnet18(
         Channels of the first stage (64 in ResNet-18; the later stages double it). Smaller widths are a
         documented CPU economy, never the default.
     """
+    # imported here: torchvision takes seconds to import, and the VGG path (digits) never needs it
+    from torchvision.models import resnet18
+
     if width == 64:
         net = resnet18(weights=None)
     else:

@@ -251,7 +251,8 @@ def test_resume_continues_where_the_cancel_stopped_and_ends_like_an_uninterrupte
 
         setattr(resumed, name, counting)
     events = list(resumed.fit_steps(data))
-    assert events[0].stage == "resume" and events[0].step == steps_before
+    resume_events = [e for e in events if e.stage == "resume"]
+    assert len(resume_events) == 1 and resume_events[0].step == steps_before
     assert len(executed) == total_steps - steps_before  # continued, not restarted
     assert np.array_equal(resumed.labels_, uninterrupted.labels_)
     assert np.array_equal(resumed.embeddings_, uninterrupted.embeddings_)
@@ -276,3 +277,22 @@ def test_bad_settings_are_usage_errors():
         get_method("mmdc", **_tiny_params(resume=True)).fit(data)
     with pytest.raises(UsageError):
         get_method("mmdc", **_tiny_params(input_size=20)).fit(data)
+
+
+def test_quick_protocol_on_digits_beats_kmeans():
+    # The quick protocol on scikit-learn's 1,797 8x8 digits (~40-70 s on the shared 2-core machine).
+    # Measured with seed 0: MMDC ACC 0.835, k-means on the raw pixels 0.79.
+    from sklearn.cluster import KMeans
+
+    from photocluster.data.datasets import load_dataset
+    from photocluster.methods.mmdc import MMDC
+    from photocluster.metrics import clustering_accuracy
+
+    digits = load_dataset("digits")
+    params = MMDC.protocol_params("quick", digits)
+    mmdc = get_method("mmdc", n_clusters=10, random_state=0, device="cpu", **params).fit(digits)
+    pixels = digits.images.reshape(len(digits), -1).astype(np.float64)
+    kmeans = KMeans(n_clusters=10, n_init=10, random_state=0).fit_predict(pixels)
+    mmdc_acc = clustering_accuracy(digits.labels, mmdc.labels_)
+    kmeans_acc = clustering_accuracy(digits.labels, kmeans)
+    assert mmdc_acc > kmeans_acc, (mmdc_acc, kmeans_acc)
