@@ -412,10 +412,15 @@ class DAC(ClusteringMethod):
         x = self._to_network_input(self._uint8_batch(indices), augment=True)
         return self.model_step(x, targets, mask, previous)
 
-    @torch.no_grad()
-    def _label_features(self, indices: np.ndarray, batch_statistics: bool, cancel: CancelToken) -> torch.Tensor:
-        """Label features of un-augmented images, in sub-batches of at most 250 (cancel is checked between
-        them; batch statistics of 250 images are as good as of 1,000 for the selection)."""
+    def _label_features(
+        self, indices: np.ndarray, batch_statistics: bool, cancel: CancelToken, event: ProgressEvent | None = None
+    ) -> Iterator[ProgressEvent]:
+        """Generator: label features of un-augmented images, in sub-batches of at most 250; yields
+        ``event`` (when given) about twice a second and returns the (n, k) features.
+
+        Cancel is checked between sub-batches; batch statistics of 250 images serve the selection as well
+        as those of 1,000.
+        """
         if batch_statistics:
             self.model_.train()
         else:
@@ -426,10 +431,13 @@ class DAC(ClusteringMethod):
         if len(pieces) > 1 and pieces[-1].stop - pieces[-1].start < 2:  # BN needs two images for statistics
             pieces[-2] = slice(pieces[-2].start, len(indices))
             pieces.pop()
-        with _frozen_batchnorm_statistics(self.model_):
+        throttle = Throttle(self.event_interval)
+        with _frozen_batchnorm_statistics(self.model_), torch.no_grad():
             for piece in pieces:
                 cancel.raise_if_cancelled()
                 outputs.append(self._forward_eval(indices[piece]))
+                if event is not None and throttle.ready():
+                    yield event
         return torch.cat(outputs)
 
     def _forward_eval(self, indices: np.ndarray) -> torch.Tensor:
@@ -535,7 +543,19 @@ class DAC(ClusteringMethod):
                 loss_count, selected_sum, positive_sum = 0, 0.0, 0.0
                 for chunk_index in range(start_chunk if pass_index == start_pass else 0, len(chunks)):
                     chunk = chunks[chunk_index]
-                    features = self._label_features(chunk, self.selection_bn == "batch", cancel)
+                    features = yield from self._label_features(
+                        chunk,
+                        self.selection_bn == "batch",
+                        cancel,
+                        ProgressEvent(
+                            "select pairs",
+                            step,
+                            total_steps,
+                            {"lambda": lam, "upper": upper, "lower": lower, "pass": float(pass_index + 1)},
+                            f"pass {pass_index + 1}/{total_passes}: selecting pairs in batch {chunk_index + 1}/{len(chunks)}",
+                            eta.eta(step - first_step),
+                        ),
+                    )
                     targets, mask = select_pairs(features @ features.T, upper, lower)
                     n_pairs = max(1, len(chunk) * (len(chunk) - 1))
                     selected_fraction = float(mask.sum()) / n_pairs
@@ -603,10 +623,10 @@ class DAC(ClusteringMethod):
             raise
 
     # -- labelling ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _recalibrate_batchnorm(self, cancel: CancelToken) -> None:
+    def _recalibrate_batchnorm(self, cancel: CancelToken, event: ProgressEvent) -> Iterator[ProgressEvent]:
         """Replace the running statistics (an average over augmented batches of old weights) by the
-        statistics of the final network on un-augmented data: a cumulative average over batches."""
+        statistics of the final network on un-augmented data: a cumulative average over batches.
+        Generator: yields ``event`` about twice a second."""
         count = min(self._n_images, int(self.bn_recalibration_images))
         if count < 2:
             return
@@ -617,26 +637,31 @@ class DAC(ClusteringMethod):
             module.momentum = None  # None = cumulative moving average
         self.model_.train()
         step = max(2, int(self.inference_batch))
+        throttle = Throttle(self.event_interval)
         try:
-            for start in range(0, count, step):
-                cancel.raise_if_cancelled()
-                part = sample[start : start + step]
-                if len(part) < 2:
-                    break
-                self._forward_eval(part)
+            with torch.no_grad():
+                for start in range(0, count, step):
+                    cancel.raise_if_cancelled()
+                    part = sample[start : start + step]
+                    if len(part) < 2:
+                        break
+                    self._forward_eval(part)
+                    if throttle.ready():
+                        yield event
         finally:
             for module in norms:
                 module.momentum = 0.1
             self.model_.eval()
 
     def _finish(self, cancel: CancelToken, eta: EtaEstimator, done_steps: int) -> Iterator[ProgressEvent]:
-        yield ProgressEvent("calibrate", 0, None, {}, "re-estimating batch-norm statistics", eta.eta(done_steps))
-        self._recalibrate_batchnorm(cancel)
+        calibrating = ProgressEvent("calibrate", 0, None, {}, "re-estimating batch-norm statistics", eta.eta(done_steps))
+        yield calibrating
+        yield from self._recalibrate_batchnorm(cancel, calibrating)
         self.model_.eval()
         outputs = []
         step = max(1, int(self.inference_batch))
         total = self._n_images
-        throttle = Throttle(0.5)
+        throttle = Throttle(self.event_interval)
         with torch.no_grad():
             for start in range(0, total, step):
                 cancel.raise_if_cancelled()

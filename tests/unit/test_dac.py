@@ -303,14 +303,18 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
 
 
 def test_progress_events_carry_schedule_and_eta():
-    events = list(get_method("dac-star", max_passes=2, lambda_step=0.15, **_FAST).fit_steps(_bars_dataset(20)))
+    method = get_method("dac-star", max_passes=2, lambda_step=0.15, **_FAST)
+    method.event_interval = 0.0  # every event, so that each stage shows up however fast the machine
+    events = list(method.fit_steps(_bars_dataset(20)))
     train = [e for e in events if e.stage == "train"]
-    assert train
+    assert len(train) == 2 * 3  # 2 passes of 3 mini-batches
     for key in ("loss", "lambda", "upper", "lower", "pass"):
         assert key in train[0].metrics
-    # DAC*: one threshold
+    # DAC*: one threshold, 0.95 then 0.80
+    assert [e.metrics["upper"] for e in train] == pytest.approx([0.95] * 3 + [0.80] * 3)
     assert all(e.metrics["upper"] == e.metrics["lower"] for e in train)
-    assert any(e.eta_seconds is not None for e in train)
+    assert all(e.eta_seconds is not None for e in train[1:])
+    assert {"select pairs", "calibrate", "infer"} <= {e.stage for e in events}
     assert events[-1].stage == "done"
 
 
