@@ -21,6 +21,14 @@ API overview
         catalog.undo(); catalog.redo(); catalog.can_undo(); catalog.undo_description()
         catalog.export_items()                 # list[ExportItem] for photocluster.library.export
 
+    # also: photo(id), photos(), unassigned_photos(), cluster(id), runs(), run_labels(run_id),
+    # finish_run(run_id, "failed" | "cancelled"), history(), can_redo(), redo_description(), undo_depth
+
+Every read returns plain frozen dataclasses (:class:`PhotoRow`, :class:`ClusterInfo`, :class:`RunInfo`,
+:class:`ActionInfo`); every mistake a user or caller can make (unknown id, empty name, a split that does
+not cover the cluster, …) raises :class:`~photocluster.errors.UsageError` with a one-line message and
+changes nothing.
+
 Tables
 ------
 ``photos`` (id, path, content_hash, size, mtime, width, height, added) · ``runs`` (id, method, params JSON,
