@@ -183,6 +183,38 @@ def test_headless_benchmark_never_imports_qt():
     assert "QT_MODULES []" in proc.stdout
 
 
+def test_paper_rows_name_real_data_sets_and_methods():
+    from photocluster.benchmarks.specs import PAPER_RESULTS, paper_result
+    from photocluster.data.datasets import list_datasets
+    from photocluster.methods.base import list_methods
+
+    names = {info.name for info in list_datasets()}
+    methods = set(list_methods())
+    for row in PAPER_RESULTS:
+        assert row.dataset in names, row
+        assert row.method in methods, row
+        assert row.nmi_average in ("geometric", "arithmetic")
+    row = paper_result("mnist", "kmeans")
+    assert (row.nmi, row.ari, row.acc) == (0.4997, 0.3652, 0.5723)
+    assert paper_result("stl10", "agglomerative").acc == 0.3322
+    assert paper_result("stl10", "agglomerative").features == "hog-color"
+    assert paper_result("stl10", "mmdc").nmi_average == "arithmetic"
+    assert paper_result("digits", "kmeans") is None
+
+
+def test_table_uses_arithmetic_nmi_when_the_paper_does():
+    from photocluster.benchmarks.runner import format_table
+    from photocluster.benchmarks.specs import paper_result
+
+    stats = {"acc": 0.5, "nmi": 0.111, "nmi_arithmetic": 0.222, "ari": 0.3, "seconds": 1.0}
+    result = {"benchmark": "stl10", "method": "mmdc", "protocol": "quick", "n_images": 13000, "n_clusters": 10,
+              "runs": [{}], "mean": stats, "std": {k: 0.0 for k in stats}, "best": stats,
+              "paper": paper_result("stl10", "mmdc").as_dict()}
+    table = format_table([result])
+    assert "0.2220 ± 0.0000 (arith.)" in table and "0.1110" not in table
+    assert "MMDC (Shiran & Weinshall, ICPR 2020), Table I" in table and "0.6940" in table
+
+
 @pytest.mark.slow
 def test_mnist_kmeans_reproduces_dac_table2(mnist_dir, tmp_path):
     """DAC Table 2, k-means on MNIST raw pixels (70,000 images): NMI 0.4997, ARI 0.3652, ACC 0.5723, ±0.04.
