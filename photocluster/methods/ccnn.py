@@ -192,10 +192,11 @@ class CCNN(ClusteringMethod):
         epochs: int = 10,
         n_m: int = 50,
         k_m: int = 10,
-        lr: float = 0.01,
+        lr: float = 0.001,
         momentum: float = 0.9,
         finetune_steps: int = 1,
         centroid_update: str = "every_batch",
+        normalize_features: bool = False,
         seed_pool: int = 2000,
         batch_size: int = 256,
         device: str = "auto",
@@ -221,6 +222,7 @@ class CCNN(ClusteringMethod):
         self.momentum = momentum
         self.finetune_steps = finetune_steps
         self.centroid_update = centroid_update
+        self.normalize_features = normalize_features
         self.seed_pool = seed_pool
         self.batch_size = batch_size
         self.device = device
@@ -252,11 +254,15 @@ class CCNN(ClusteringMethod):
             ParamSpec("epochs", int, 10, "passes over the data (paper: 10 pre-trained, ~30 from random init)", minimum=1),
             ParamSpec("n_m", int, 50, "mini-batch size N_m", minimum=2),
             ParamSpec("k_m", int, 10, "closest samples per mini-batch kept as pseudo-labelled data", minimum=1),
-            ParamSpec("lr", float, 0.01, "SGD learning rate of fine-tuning", minimum=0.0),
+            ParamSpec("lr", float, 0.001, "SGD learning rate of fine-tuning (the paper gives none; 0.01 let the "
+                      "features drift away from the slow 1/count centroids and collapse the clusters in our runs)",
+                      minimum=0.0),
             ParamSpec("momentum", float, 0.9, "SGD momentum", minimum=0.0, maximum=1.0),
             ParamSpec("finetune_steps", int, 1, "SGD steps on each full pseudo-labelled buffer", minimum=1),
             ParamSpec("centroid_update", str, "every_batch", "every_batch (Sec. III.C) or after_finetune (Table I)",
                       choices=CENTROID_UPDATES),
+            ParamSpec("normalize_features", bool, False, "L2-normalise the FC9 features (not in the paper: "
+                      "removes the feature-scale part of the drift)"),
             ParamSpec("seed_pool", int, 2000, "random images whose features feed k-means++ seeding", minimum=2),
             ParamSpec("batch_size", int, 256, "images per forward pass when seeding and labelling", minimum=1),
             ParamSpec("device", str, "auto", "auto, cpu, cuda or mps"),
@@ -341,7 +347,6 @@ class CCNN(ClusteringMethod):
 
     def _build(self, dataset: ImageDataset, weights: str | None) -> None:
         from photocluster.devices import resolve_device
-        from photocluster.features.pretrained import preprocess_for
         from photocluster.models.ccnn_net import build_ccnn_net
 
         self._network = self._resolved_network(dataset)
@@ -355,7 +360,12 @@ class CCNN(ClusteringMethod):
             in_channels=dataset.image_shape[2],
             adapt_channels=self._adapt_channels(self._network),
         ).to(self._device)
-        self._preprocess = preprocess_for(self.backbone) if self._network == "ccnn" else None
+        self.net_.normalize_features = bool(self.normalize_features)
+        self._preprocess = None
+        if self._network == "ccnn":
+            from photocluster.features.pretrained import preprocess_for
+
+            self._preprocess = preprocess_for(self.backbone)
         self._in_channels = dataset.image_shape[2]
 
     def _to_input(self, images: np.ndarray) -> torch.Tensor:

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from photocluster.features.pretrained import build_backbone
 
 
 class CCNNNet(nn.Module):
@@ -53,11 +52,17 @@ class CCNNNet(nn.Module):
         self.fc9 = nn.Linear(n_clusters, n_clusters)
         self.softmax_layer = nn.Linear(n_clusters, n_clusters)
         self.n_clusters = n_clusters
+        #: L2-normalise h (an option, not in the paper: see photocluster.methods.ccnn)
+        self.normalize_features = False
+        _init_new_layers(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """FC9 output h (B, k): what CCNN clusters."""
         salient = torch.amax(self.adaptation(self.trunk(x)), dim=(2, 3))  # global max-pool
-        return torch.relu(self.fc9(salient))
+        h = torch.relu(self.fc9(salient))
+        if self.normalize_features:
+            h = torch.nn.functional.normalize(h, dim=1, eps=1e-12)
+        return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities (B, k)."""
@@ -68,8 +73,25 @@ class CCNNNet(nn.Module):
         return [f"softmax_layer.{name}" for name, _ in self.softmax_layer.named_parameters()]
 
 
+def _init_new_layers(net: CCNNNet) -> None:
+    """Initialise the layers CCNN adds (the paper does not say how).
+
+    He-normal (fan-out) convs keep the activations' spread through the ReLU stack; PyTorch's default
+    (uniform, a = √5) shrinks it so much that random-init features all but coincide. FC9 starts as the
+    identity: its input is non-negative (ReLU, then max-pool), so h starts equal to the salient features and
+    no clustering dimension is dead from the start, which a random FC9 + ReLU would do to about half of them.
+    """
+    for module in net.adaptation.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    with torch.no_grad():
+        net.fc9.weight.copy_(torch.eye(net.n_clusters))
+        net.fc9.bias.zero_()
+
+
 def _digit_trunk(in_channels: int) -> nn.Sequential:
-    return nn.Sequential(
+    trunk = nn.Sequential(
         nn.Conv2d(in_channels, 32, kernel_size=5, padding=2),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
@@ -77,6 +99,11 @@ def _digit_trunk(in_channels: int) -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
+    for module in trunk.modules():
+        if isinstance(module, nn.Conv2d):  # trained from scratch: He init, as for the adaptation convs
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+    return trunk
 
 
 def build_ccnn_net(
@@ -115,6 +142,9 @@ def build_ccnn_net(
         return CCNNNet(_digit_trunk(in_channels), 64, n_clusters, tuple(adapt_channels))
     if network != "ccnn":
         raise ValueError(f"unknown CCNN network {network!r}; choose ccnn or digits")
+    # Imported here: torchvision takes seconds to import, and the digit network does not need it.
+    from photocluster.features.pretrained import build_backbone
+
     model = build_backbone(backbone, weights=weights, progress=progress)
     if backbone == "alexnet":
         # conv1–conv5 with their ReLUs; pool5 is dropped so the adaptation convs see a 13×13 map.
