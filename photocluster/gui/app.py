@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Open the main window and run the Qt event loop; returns the exit code.
+def create_main_window(argv: Sequence[str] | None = None):
+    """Create (or reuse) the QApplication, apply the theme and show the main window; returns (app, window).
 
     Parameters
     ----------
@@ -120,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.show()
     if args.folders:
         window.add_folders([Path(f) for f in args.folders])
+    return app, window
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Open the main window and run the Qt event loop; returns the exit code (see :func:`create_main_window`)."""
+    app, _window = create_main_window(argv)
     return app.exec()
 
 

@@ -151,6 +151,8 @@ class ExportDialog(QDialog):
         self.plan: Any = None
         self.worker: CancellableWorker | None = None
         self.report: Any = None
+        #: True from the start of an export until its ``finished`` signal was handled (GUI thread)
+        self.exporting = False
 
         self.destination_edit = QLineEdit(default_destination)
         self.destination_edit.setPlaceholderText("Folder that will receive one sub-folder per cluster")
@@ -243,7 +245,7 @@ class ExportDialog(QDialog):
 
     def start_export(self) -> bool:
         """Plan (again, so it matches the disk now) and run the export in a worker thread."""
-        if self.worker is not None and not self.worker.is_done:
+        if self.exporting:
             return False
         if not self.preview():
             return False
@@ -252,6 +254,7 @@ class ExportDialog(QDialog):
         self.preview_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status_label.setText("Exporting…")
+        self.exporting = True
         self.worker = start_worker(
             _export_job,
             self.plan,
@@ -299,12 +302,13 @@ class ExportDialog(QDialog):
         self.status_label.setText("Export cancelled; files already exported are listed in the journal.")
 
     def _on_finished(self) -> None:
+        self.exporting = False
         self.export_button.setEnabled(True)
         self.preview_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
     def reject(self) -> None:
-        if self.worker is not None and not self.worker.is_done:
+        if self.exporting:
             self.cancel_export()
             return  # close once the worker has stopped; the user can press Close again
         super().reject()

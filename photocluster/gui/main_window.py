@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         self.worker: CancellableWorker | None = None
         self.job_name = ""
         self._close_when_idle = False
+        self._job_running = False
         self._current_cluster_id: int | None = None
 
         self.thumbnails = ThumbnailLoader(thumbnail_size=128, parent=self)
@@ -418,7 +419,12 @@ class MainWindow(QMainWindow):
     # jobs
     @property
     def busy(self) -> bool:
-        return self.worker is not None and not self.worker.is_done
+        """True from the start of a job until its ``finished`` signal has been handled in the GUI thread.
+
+        Tracked here rather than read from the worker thread, so that ``busy`` turns False only after the
+        job's ``returned`` / ``errored`` slots have run (queued signals arrive in order).
+        """
+        return self._job_running
 
     def _start_job(self, name: str, func: Callable, *args: Any, returned: Callable[[Any], None]) -> bool:
         if self.busy:
@@ -426,6 +432,7 @@ class MainWindow(QMainWindow):
             return False
         self.job_name = name
         self._job_outcome = "done"
+        self._job_running = True
         self.progress_panel.set_idle(f"{name}: starting…")
         self.worker = start_worker(
             func,
@@ -475,6 +482,7 @@ class MainWindow(QMainWindow):
 
     def _on_job_finished(self) -> None:
         name, outcome = self.job_name, self._job_outcome
+        self._job_running = False
         if outcome == "done":
             self.progress_panel.set_done(f"{name} finished")
         elif outcome == "cancelled":

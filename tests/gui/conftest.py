@@ -1,0 +1,144 @@
+"""Fixtures for the desktop-app tests: offscreen Qt, generated photo folders, fake methods, mocked dialogs.
+
+Qt must be told to run offscreen before it is imported anywhere (bootstrap.py sets it too), so this module
+sets ``QT_QPA_PLATFORM`` at import time.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Iterator  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from photocluster.methods import base  # noqa: E402
+from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent  # noqa: E402
+
+from guitools import write_colour_photos  # noqa: E402
+
+@pytest.fixture
+def generated_photos(tmp_path) -> Path:
+    """24 photos in 3 colour groups, plus two files the scan must skip with a reason."""
+    folder = tmp_path / "photos"
+    write_colour_photos(folder)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("this is not an image")
+    return folder
+
+
+class DialogRecorder:
+    """Replaces modal dialogs: records every message box instead of blocking the test on it."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[str, str]] = []  # (title, text) of each QMessageBox.exec
+        self.questions: list[tuple[str, str]] = []
+        self.answer: QMessageBox.StandardButton = QMessageBox.StandardButton.Cancel
+
+    def texts(self) -> list[str]:
+        return [text for _, text in self.shown]
+
+
+@pytest.fixture(autouse=True)
+def dialogs(monkeypatch) -> DialogRecorder:
+    recorder = DialogRecorder()
+
+    def fake_exec(box: QMessageBox) -> int:
+        recorder.shown.append((box.windowTitle(), box.text()))
+        return int(QMessageBox.StandardButton.Ok.value)
+
+    def fake_question(parent, title, text, *args, **kwargs):
+        recorder.questions.append((title, text))
+        return recorder.answer
+
+    monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(fake_question))
+    return recorder
+
+
+# -- fake methods: deterministic timing and failures without depending on a real method's speed -------
+class SlowMethod(base.ClusteringMethod):
+    """Yields a 'train' event every ``step_seconds`` for ``steps`` steps, checking cancel each time."""
+
+    name = "test-slow"
+    description = "A test method that trains slowly and honours cancel."
+    family = "deep"
+
+    def __init__(self, n_clusters: int = 2, step_seconds: float = 0.02, steps: int = 100_000, random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.step_seconds = step_seconds
+        self.steps = steps
+        self.random_state = random_state
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        for step in range(self.steps):
+            cancel.raise_if_cancelled()
+            time.sleep(self.step_seconds)
+            yield ProgressEvent("train", step + 1, self.steps, {"loss": 1.0 / (step + 1)})
+        self.labels_ = np.arange(len(dataset)) % self.n_clusters
+        self.confidence_ = np.ones(len(dataset))
+
+
+class BrokenMethod(base.ClusteringMethod):
+    """Fails after its first progress event, as a method refusing its input would."""
+
+    name = "test-broken"
+    description = "A test method that raises."
+    family = "deep"
+
+    def __init__(self, n_clusters: int = 2):
+        self.n_clusters = n_clusters
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        yield ProgressEvent("train", 0, 10)
+        raise ValueError("the network diverged (loss is NaN)")
+
+
+@pytest.fixture(autouse=True)
+def fake_methods(monkeypatch) -> None:
+    base._load_builtin_methods()
+    monkeypatch.setitem(base._REGISTRY, SlowMethod.name, SlowMethod)
+    monkeypatch.setitem(base._REGISTRY, BrokenMethod.name, BrokenMethod)
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """Build main windows on a catalog and settings in tmp_path (a second call reopens the same session)."""
+    from photocluster.gui.main_window import MainWindow
+    from photocluster.library.catalog import Catalog
+
+    windows = []
+
+    def make() -> Any:
+        window = MainWindow(
+            catalog=Catalog(tmp_path / "catalog.sqlite3"),
+            settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat),
+        )
+        window.show()  # not qtbot.addWidget: its teardown closes windows before a running job is stopped
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        if window.busy:
+            window.cancel_work()
+            qtbot.waitUntil(lambda w=window: not w.busy, timeout=15_000)
+        if window.catalog is not None:
+            window.close()
+        window.deleteLater()
+
+
+@pytest.fixture
+def window(make_window):
+    return make_window()

@@ -1,0 +1,149 @@
+"""Main-window behaviour around the flow: cancel, errors, closing while training, drops, the method picker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QLineEdit, QMessageBox, QSpinBox
+
+from guitools import run_job
+from photocluster.methods.base import list_methods, method_class
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def scanned(qtbot, window, generated_photos):
+    assert run_job(qtbot, window, lambda: window.add_folders([generated_photos])) == ("scan", "done")
+    return window
+
+
+def start_slow_training(qtbot, window):
+    window.method_picker.set_method("test-slow")
+    window.method_picker.set_n_clusters(2)
+    assert window.start_training()
+    # wait until the method itself is running (past decoding)
+    qtbot.waitUntil(lambda: (e := window.progress_panel.last_event) is not None and e.stage == "train"
+                    and e.metrics.get("loss") is not None, timeout=30_000)
+
+
+def test_cancel_mid_training_stops_and_keeps_the_window_usable(qtbot, scanned, dialogs):
+    window = scanned
+    start_slow_training(qtbot, window)
+    assert window.busy and window.cancel_button.isEnabled() and not window.train_button.isEnabled()
+    assert "loss" in window.progress_panel.detail_label.text()
+    with qtbot.waitSignal(window.job_finished, timeout=3000) as finished:  # the core checks cancel each step
+        qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    assert finished.args == ["train", "cancelled"]
+    assert not window.busy and window.train_button.isEnabled()
+    assert window.cluster_model.rowCount() == 0  # a cancelled run records nothing
+    assert "cancelled" in window.progress_panel.detail_label.text()
+    assert not dialogs.shown  # cancelling is not an error
+
+
+def test_a_failing_method_shows_an_error_dialog_with_the_reason(qtbot, scanned, dialogs):
+    window = scanned
+    window.method_picker.set_method("test-broken")
+    window.method_picker.set_n_clusters(2)
+    assert run_job(qtbot, window, window.start_training) == ("train", "failed")
+    assert len(dialogs.shown) == 1
+    title, text = dialogs.shown[0]
+    assert title == "Train failed" and "the network diverged (loss is NaN)" in text
+    assert "diverged" in window.log_panel.toPlainText()
+    assert window.train_button.isEnabled()  # never a silent stop, never a stuck window
+
+
+def test_training_before_any_scan_explains_why_not(window, dialogs):
+    assert window.start_training() is False
+    assert dialogs.texts() and "add a folder" in dialogs.texts()[0]
+
+
+def test_closing_while_training_asks_and_no_keeps_training(qtbot, scanned, dialogs):
+    window = scanned
+    start_slow_training(qtbot, window)
+    dialogs.answer = QMessageBox.StandardButton.No
+    window.close()
+    assert dialogs.questions and dialogs.questions[-1][0] == "Stop and quit?"
+    assert window.isVisible() and window.busy and not window.worker.cancel_requested
+
+
+def test_closing_while_training_asks_then_stops_cleanly(qtbot, scanned, dialogs):
+    window = scanned
+    start_slow_training(qtbot, window)
+    dialogs.answer = QMessageBox.StandardButton.Yes
+    window.close()
+    assert window.worker.cancel_requested
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+    assert not window.busy and window.catalog is None  # catalog closed only after the worker stopped
+
+
+def test_dropping_folders_onto_the_window_adds_and_scans_them(qtbot, window, generated_photos, tmp_path):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(generated_photos)), QUrl.fromLocalFile(str(tmp_path / "missing"))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.job_finished, timeout=60_000) as finished:
+        window.dropEvent(event)
+    assert finished.args == ["scan", "done"]
+    assert window.folders == [generated_photos.resolve()]
+    assert window.scan_report is not None and len(window.scan_report.photos) == 24
+
+
+def test_dragging_a_cluster_out_carries_its_photo_files(qtbot, scanned):
+    window = scanned
+    window.method_picker.set_method("kmeans")
+    window.method_picker.set_param_values({"n_init": 1})
+    window.method_picker.set_n_clusters(3)
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    cluster = window.cluster_model.cluster(1)
+    mime = window.cluster_model.mimeData([window.cluster_model.index(1)])
+    files = sorted(Path(url.toLocalFile()) for url in mime.urls())
+    assert files == sorted(Path(p.path).resolve() for p in window.catalog.photos_in(cluster.id))
+    assert len(files) == cluster.size
+    # copy only: a file manager must never move the user's originals away
+    assert window.cluster_model.supportedDragActions() == Qt.DropAction.CopyAction
+    assert window.photo_model.supportedDragActions() == Qt.DropAction.CopyAction
+
+
+def test_method_picker_builds_a_form_from_each_methods_parameter_specs(window):
+    picker = window.method_picker
+    for name in list_methods():
+        picker.set_method(name)
+        cls = method_class(name)
+        assert picker.description_label.text() == (cls.description or "")
+        shown = set(picker._param_widgets)
+        expected = {s.name for s in cls.parameter_specs()} - {"n_clusters", "device", "checkpoint_dir", "verbose"}
+        assert shown == expected, name
+        for spec_name, (spec, widget) in picker._param_widgets.items():
+            if spec.choices:
+                assert isinstance(widget, QComboBox)
+            elif spec.kind is bool:
+                assert isinstance(widget, QCheckBox)
+            elif spec.kind is int and spec.default is not None:
+                assert isinstance(widget, QSpinBox)
+            else:
+                assert isinstance(widget, QLineEdit)
+        params = picker.method_params()
+        assert set(params) <= set(cls._param_names())
+    picker.set_method("kmeans")
+    picker.set_n_clusters(7)
+    picker.set_param_values({"n_init": 3})
+    assert picker.method_params()["n_clusters"] == 7 and picker.method_params()["n_init"] == 3
+    picker.set_n_clusters(None)
+    assert picker.clusters_spin.text() == "auto" and "n_clusters" not in picker.method_params()
+    assert picker.device_label.text().startswith("found: ")
+
+
+def test_theme_follows_the_forced_scheme(monkeypatch):
+    from photocluster.gui.app import apply_theme
+
+    app = QApplication.instance()
+    monkeypatch.setenv("PHOTOCLUSTER_THEME", "dark")
+    assert apply_theme(app) is True
+    assert app.palette().window().color().lightness() < 80
+    monkeypatch.setenv("PHOTOCLUSTER_THEME", "light")
+    assert apply_theme(app) is False
+    assert app.palette().window().color().lightness() > 180
