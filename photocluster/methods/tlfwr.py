@@ -276,6 +276,7 @@ class TransferLearningClustering(ClusteringMethod):
         finetune: str = "upper",
         restart_each_round: bool = True,
         epochs: int = 10,
+        min_steps: int = 0,
         batch_size: int = 40,
         lr: float = 0.001,
         head_lr_multiplier: float = 10.0,
@@ -301,6 +302,7 @@ class TransferLearningClustering(ClusteringMethod):
         self.finetune = finetune
         self.restart_each_round = restart_each_round
         self.epochs = epochs
+        self.min_steps = min_steps
         self.batch_size = batch_size
         self.lr = lr
         self.head_lr_multiplier = head_lr_multiplier
@@ -334,6 +336,8 @@ class TransferLearningClustering(ClusteringMethod):
                       choices=("upper", "all", "head")),
             ParamSpec("restart_each_round", bool, True, "fine-tune from the pre-trained weights every round (eq. 14)"),
             ParamSpec("epochs", int, 10, "fine-tuning epochs over the reliable images per round", minimum=1),
+            ParamSpec("min_steps", int, 0, "at least this many optimiser steps per round (small reliable sets in "
+                      "early rounds otherwise get only a handful of steps)", minimum=0),
             ParamSpec("batch_size", int, 40, "fine-tuning mini-batch size", minimum=1),
             ParamSpec("lr", float, 0.001, "SGD learning rate of the pre-trained layers", minimum=0.0),
             ParamSpec("head_lr_multiplier", float, 10.0, "the new head learns this many times faster", minimum=0.0),
@@ -355,10 +359,11 @@ class TransferLearningClustering(ClusteringMethod):
     def protocol_params(cls, protocol: str, dataset: ImageDataset) -> dict[str, Any]:
         """``paper``: AlexNet, Δ = 0.2, δ = 0.1, ImageNet weights, restarted from them every round.
 
-        ``quick``: δ = 0.2 so five rounds reach every image, three epochs per round continuing from the
-        previous round's network, small geometric augmentation; on digit-sized images the digit network from
-        random init with Adam (nothing can be downloaded on CI machines, AlexNet at 224 px is far too slow
-        on a CPU, and plain SGD from random init learns too little in three epochs)."""
+        ``quick``: δ = 0.2 so five rounds reach every image, five epochs (at least 250 steps) per round
+        continuing from the previous round's network, small geometric augmentation; on digit-sized images
+        the digit network from random init with Adam, all layers trained (nothing can be downloaded on CI
+        machines, AlexNet at 224 px is far too slow on a CPU, plain SGD from random init learns too little
+        in a few epochs, and random lower layers hold nothing worth freezing)."""
         super().protocol_params(protocol, dataset)
         params: dict[str, Any] = {}
         if dataset.n_classes:
@@ -367,11 +372,12 @@ class TransferLearningClustering(ClusteringMethod):
             params.update(delta=0.2, delta_step=0.1, max_rounds=10, backbone="alexnet", weights="default")
             return params
         small = max(dataset.image_shape[:2]) <= 32
-        params.update(delta=0.2, delta_step=0.2, max_rounds=5, epochs=3, batch_size=64, augment=True,
+        params.update(delta=0.2, delta_step=0.2, max_rounds=5, epochs=5, min_steps=250, batch_size=64, augment=True,
                       restart_each_round=False)
         if small:
+            # Random init: there is nothing pre-trained to keep, so every layer learns (finetune="all").
             params.update(backbone="digit", weights="none", optimizer="adam", lr=0.001, weight_decay=0.0,
-                          head_lr_multiplier=1.0, finetune="upper")
+                          head_lr_multiplier=1.0, finetune="all")
         else:
             params.update(backbone="alexnet", input_size=112)
         return params
@@ -379,7 +385,7 @@ class TransferLearningClustering(ClusteringMethod):
     @classmethod
     def describe_protocols(cls) -> dict[str, str]:
         return {
-            "quick": "Δ=0.2, δ=0.2, ≤5 rounds × 3 epochs (warm start, augmented); digits: small net, random init",
+            "quick": "Δ=0.2, δ=0.2, ≤5 rounds × 5 epochs (≥250 steps, warm start, augmented); digits: small net, random init",
             "paper": "Δ=0.2, δ=0.1, ≤10 rounds, ImageNet AlexNet fine-tuned (upper layers) each round",
         }
 
@@ -387,8 +393,8 @@ class TransferLearningClustering(ClusteringMethod):
     def smoke_params(cls) -> dict[str, Any]:
         return {
             "boot": "raw+kmeans", "backbone": "digit", "weights": "none", "delta": 0.5, "delta_step": 0.5,
-            "max_rounds": 2, "epochs": 5, "batch_size": 16, "optimizer": "adam", "lr": 0.003, "weight_decay": 0.0,
-            "head_lr_multiplier": 1.0, "restart_each_round": False, "device": "cpu",
+            "max_rounds": 2, "epochs": 5, "batch_size": 16, "finetune": "all", "optimizer": "adam", "lr": 0.003,
+            "weight_decay": 0.0, "head_lr_multiplier": 1.0, "restart_each_round": False, "device": "cpu",
         }
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -462,9 +468,12 @@ class TransferLearningClustering(ClusteringMethod):
         loss_fn = nn.CrossEntropyLoss()
         batch = int(self.batch_size)
         n_batches = math.ceil(len(indices) / batch)
+        # A round over a few hundred reliable images is only a handful of steps per epoch: min_steps
+        # makes the early rounds train long enough to generalise to the remaining images.
+        n_epochs = max(int(self.epochs), math.ceil(int(self.min_steps) / n_batches))
         throttle = Throttle(0.5)
         targets_t = torch.as_tensor(targets, dtype=torch.long)
-        for epoch in range(int(self.epochs)):
+        for epoch in range(n_epochs):
             net.train()
             if self.finetune == "head":
                 net.eval()  # frozen layers keep their dropout/batch-norm behaviour fixed too
@@ -487,7 +496,7 @@ class TransferLearningClustering(ClusteringMethod):
                 if throttle.ready():
                     cancel.raise_if_cancelled()
                     yield ProgressEvent(
-                        "fine-tune", epoch * n_batches + b + 1, int(self.epochs) * n_batches,
+                        "fine-tune", epoch * n_batches + b + 1, n_epochs * n_batches,
                         {"round": float(round_index), "epoch": float(epoch + 1), "loss": running / (b + 1),
                          "reliable": float(len(indices))},
                         eta_seconds=eta.eta(work_done[0]),
