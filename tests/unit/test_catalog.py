@@ -16,6 +16,9 @@ from photocluster.library import catalog as catalog_module
 from photocluster.library.catalog import SCHEMA_VERSION, Catalog, PhotoRecord
 
 
+_POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+
+
 def _state(catalog: Catalog) -> tuple:
     """Everything a user can see or edit: clusters (id, name, size, locked) and every photo's place."""
     clusters = [(c.id, c.name, c.size, c.locked) for c in catalog.clusters()]
@@ -390,6 +393,7 @@ def catalog_file(tmp_path) -> Path:
     return path
 
 
+@_POSIX_ONLY
 def test_writer_killed_at_an_arbitrary_moment_keeps_every_commit(catalog_file):
     child = _child(catalog_file, "endless-edits")
     reported = -1
@@ -410,6 +414,7 @@ def test_writer_killed_at_an_arbitrary_moment_keeps_every_commit(catalog_file):
         assert catalog.undo() == f"rename “name {last - 1}” to “name {last}”"
 
 
+@_POSIX_ONLY
 def test_writer_killed_inside_a_move_leaves_no_part_of_it(catalog_file):
     child = _child(catalog_file, "killed-inside-move")
     output = child.communicate(timeout=60)[0]
@@ -421,6 +426,7 @@ def test_writer_killed_inside_a_move_leaves_no_part_of_it(catalog_file):
         assert catalog.undo_description() == "rename “Cluster 1” to “committed”"
 
 
+@_POSIX_ONLY
 def test_writer_killed_inside_a_run_leaves_no_part_of_it(catalog_file):
     with Catalog(catalog_file) as catalog:
         before = _state(catalog)

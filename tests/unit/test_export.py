@@ -33,6 +33,9 @@ from photocluster.library.export import (
 from photocluster.progress import Cancelled, CancelToken
 
 
+_POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and directory fsync are POSIX")
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -192,6 +195,7 @@ def test_move_deletes_originals_only_after_the_copy(sample_copy, tmp_path, origi
     assert len(_manifest_rows(plan)) == 200
 
 
+@_POSIX_ONLY
 def test_move_with_real_fsync(real_fsync, sample_copy, tmp_path, monkeypatch):
     """The durable path (file, journal and directory fsyncs) on a few photos: slow disks make 200 too slow."""
     synced = []
@@ -494,6 +498,7 @@ def _run_child_killed(source: Path, dest: Path, kill_at: int, home: Path) -> Non
     assert result.returncode == -signal.SIGKILL, (result.returncode, result.stdout, result.stderr)
 
 
+@_POSIX_ONLY
 @pytest.mark.parametrize(("photo_count", "kill_at"), _STEP_KILLS + _RANDOM_KILLS)
 def test_killed_move_loses_no_photo_and_recovery_completes(photos_sample, tmp_path, photo_count, kill_at):
     sample_copy = _copy_some(photos_sample, tmp_path / "src", photo_count)
@@ -512,6 +517,7 @@ def test_killed_move_loses_no_photo_and_recovery_completes(photos_sample, tmp_pa
     assert _photos(sample_copy) == [] and not _partials(dest) and pending_exports(dest) == []
 
 
+@_POSIX_ONLY
 @pytest.mark.parametrize("kill_at", [4, 333])
 def test_killed_move_can_be_rolled_back(sample_copy, tmp_path, kill_at):
     before = {p.relative_to(sample_copy): _sha(p) for p in _photos(sample_copy)}
