@@ -471,6 +471,7 @@ _CHILD = textwrap.dedent(
 
     export._fault_hook = die_at_step
     export._durable = False  # SIGKILL keeps the page cache: fsync matters only for power loss
+    export._CHUNK = 16384  # > the 8 KiB write buffer: a kill at "copy-partial" leaves a partly written file
     files = sorted(p for p in source.rglob("*") if p.is_file())
     plan = export.plan_export([export.ExportItem(p, p.parent.name, 0.5) for p in files], dest, mode="move")
     for _ in export.run_export(plan):
@@ -506,8 +507,13 @@ def test_killed_move_loses_no_photo_and_recovery_completes(photos_sample, tmp_pa
     dest = tmp_path / "dest"
     _run_child_killed(sample_copy, dest, kill_at, tmp_path / "home")
 
+    if kill_at == 3:  # killed after the first 16 KiB of the first photo: a partial file under a temporary name
+        [partial] = _partials(dest)
+        first = _photos(sample_copy)[0]  # still in place: a move deletes nothing before the copy is verified
+        assert partial.stat().st_size == 16384 < first.stat().st_size
     # Right after the kill every photo exists complete somewhere: at its source or under a final name.
-    survivors = Counter(_sha(p) for p in _photos(sample_copy)) + Counter(_sha(p) for p in _exported_files(dest))
+    complete = [p for p in _exported_files(dest) if p not in _partials(dest)]  # a partial copy does not count
+    survivors = Counter(_sha(p) for p in _photos(sample_copy)) + Counter(_sha(p) for p in complete)
     assert set(survivors) == set(original_hashes)
 
     messages = recover_exports(dest)
