@@ -241,6 +241,22 @@ def test_file_appearing_between_plan_and_execute_is_not_overwritten(photos_sampl
     assert renamed[0][1].endswith(" (2).jpg")
 
 
+def test_same_file_names_in_one_cluster_get_suffixes(tmp_path):
+    sources = []
+    for folder, name in [("a", "x.jpg"), ("b", "x.jpg"), ("c", "X.JPG"), ("d", "CON.jpg"), ("e", "x (2).jpg")]:
+        path = tmp_path / "src" / folder / name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(folder.encode())
+        sources.append(path)
+    plan = plan_export([ExportItem(p, "c") for p in sources], tmp_path / "dest")
+    # Case-insensitive: X.JPG collides with x.jpg (it would on macOS and Windows disks).
+    assert [op.target for op in plan.operations] == ["c/x.jpg", "c/x (2).jpg", "c/X (3).JPG", "c/CON_.jpg", "c/x (2) (2).jpg"]
+    list(run_export(plan))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dest" / "c").iterdir()} == {
+        "x.jpg": b"a", "x (2).jpg": b"b", "X (3).JPG": b"c", "CON_.jpg": b"d", "x (2) (2).jpg": b"e"
+    }
+
+
 def test_dry_run_describes_and_touches_nothing(photos_sample, tmp_path):
     dest = tmp_path / "dest"
     plan = plan_export(_items(photos_sample), dest, mode="move")
