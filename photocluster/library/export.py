@@ -1154,6 +1154,25 @@ def recover_exports(
     return messages
 
 
+def _restore_original(plan: ExportPlan, op: ExportOperation, copy: Path, sha256: str | None) -> bool:
+    """Copy ``copy`` back to ``op.source`` (temporary name, fsync, verify, no-overwrite rename)."""
+    temp = op.source.with_name(f".{plan.export_id}-{op.index}{_PARTIAL_SUFFIX}")
+    try:
+        op.source.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        copied_sha, _ = _copy_file(copy, temp)
+        if copied_sha != sha256 or _sha256_of(temp) != copied_sha:
+            os.unlink(temp)
+            return False
+        _link_no_overwrite(temp, op.source)
+    except (OSError, _SourceError):
+        _Executor._remove_quietly(temp)
+        return False
+    _fsync_dir(op.source.parent)
+    return True
+
+
 def _rollback(plan: ExportPlan, journal: _Journal, states: list[_OpState]) -> str:
     """Undo an interrupted export, newest photo first; never delete the only copy of a photo."""
     executor = _Executor(plan, journal, states)
@@ -1161,33 +1180,21 @@ def _rollback(plan: ExportPlan, journal: _Journal, states: list[_OpState]) -> st
     for op in reversed(plan.operations):
         state = states[op.index]
         executor._remove_quietly(executor.temp_path(op))
-        if state.status not in ("placing", "placed", "done") or state.target is None:
+        if state.status not in ("placing", "placed", "done", "restored") or state.target is None:
             continue
         target = plan.destination / state.target
         linking = plan.mode in ("hardlink", "symlink") and not state.via_copy
         ours = _is_our_link(plan.mode, op.source, target) if linking else _matches(target, state.sha256)
         if not ours:
             continue
-        if plan.mode == "move" and not op.source.exists():
+        if plan.mode == "move" and not _matches(op.source, state.sha256):
             # The original is gone: this copy is the only one. Put it back where it was.
             if os.path.lexists(op.source):
+                kept += 1  # something else took its place: keep the copy in DEST
+                continue
+            if not _restore_original(plan, op, target, state.sha256):
                 kept += 1
                 continue
-            op.source.parent.mkdir(parents=True, exist_ok=True)
-            temp = op.source.with_name(f".{plan.export_id}-{op.index}{_PARTIAL_SUFFIX}")
-            executor._remove_quietly(temp)
-            sha256, _ = _copy_file(target, temp)
-            if sha256 != state.sha256 or _sha256_of(temp) != sha256:
-                executor._remove_quietly(temp)
-                kept += 1
-                continue
-            try:
-                _link_no_overwrite(temp, op.source)
-            except FileExistsError:
-                executor._remove_quietly(temp)
-                kept += 1
-                continue
-            _fsync_dir(op.source.parent)
             journal.write({"type": "restored", "op": op.index})
             restored += 1
         target.unlink()

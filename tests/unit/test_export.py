@@ -466,6 +466,22 @@ def test_rollback_puts_moved_photos_back(sample_copy, tmp_path, monkeypatch, pho
     assert _exported_files(dest) == [] and pending_exports(dest) == []
 
 
+def test_rollback_keeps_the_only_copy_when_its_old_place_is_taken(sample_copy, tmp_path, monkeypatch):
+    dest = tmp_path / "dest"
+    free_space = _disk_full_after(monkeypatch, good_copies=10)
+    plan = plan_export(_items(sample_copy), dest, mode="move")
+    with pytest.raises(ExportError):
+        list(run_export(plan))
+    free_space()
+    moved = plan.operations[3]
+    moved.source.write_bytes(b"a new file the user saved here since")
+    [message] = recover_exports(dest, rollback=True)
+    assert "9 moved photos put back" in message and "1 kept" in message
+    assert moved.source.read_bytes() == b"a new file the user saved here since"
+    [kept] = _exported_files(dest)
+    assert kept == plan.report.exported[3][1] and kept.read_bytes()[:3] == b"\xff\xd8\xff"  # the photo, a JPEG
+
+
 # ---------------------------------------------------------------------------------------------------
 # A process killed at random points during a move
 # ---------------------------------------------------------------------------------------------------
