@@ -35,6 +35,11 @@ Reading choices (the paper leaves them open; documented so they can be changed):
   both: "every_batch" (default; mini-batches without a weight change use their own features, which are then
   drift-free) or "after_finetune" (Table I literally).
 * Each centroid's count starts at 1 because the seed is the feature of one real image.
+* Two options that are not in the paper, off by default: ``selection="balanced"`` (pseudo-labelled samples
+  taken round-robin over clusters instead of the globally closest) and ``normalize_features`` (cluster the
+  L2-normalised h, which removes the feature-scale part of the drift).
+* The paper gives no learning rate; 0.001 is the default because 0.01 collapsed MNIST into one cluster in
+  our runs (the features drift away from the centroids, which move ever more slowly as γ = 1/count).
 * All fine-tuned layers before h are back-tracked (the paper derives the update for FC9 only because it
   fine-tunes FC9 and the softmax layer; ``train_layers="head"`` reproduces that).
 """
@@ -59,6 +64,7 @@ VARIANTS = ("ccnn", "baseline2", "baseline3")
 NETWORKS = ("auto", "ccnn", "digits")
 TRAIN_LAYERS = ("all", "adaptation", "head")
 CENTROID_UPDATES = ("every_batch", "after_finetune")
+SELECTIONS = ("closest", "balanced")
 #: images up to this side use the simplified digit network when network="auto"
 DIGIT_SIDE_LIMIT = 64
 CHECKPOINT_NAME = "ccnn.pt"
@@ -111,6 +117,21 @@ def squared_distances(features: np.ndarray, centroids: np.ndarray) -> np.ndarray
 def top_closest(distances: np.ndarray, k_m: int) -> np.ndarray:
     """Positions of the ``k_m`` samples nearest to their centroid (stable order on ties)."""
     return np.argsort(distances, kind="stable")[: min(k_m, len(distances))]
+
+
+def balanced_closest(distances: np.ndarray, assignments: np.ndarray, k_m: int) -> np.ndarray:
+    """Positions of ``k_m`` samples taken round-robin over the assigned clusters, closest first in each.
+
+    Not in the paper (an option): the globally closest samples mostly come from the tightest cluster, and
+    fine-tuning on them pulls every image towards that cluster. Ranking each sample within its own cluster
+    and then taking rank 0 of every cluster, then rank 1, ... keeps the pseudo-labels spread over clusters.
+    """
+    rank_in_cluster = np.empty(len(distances), dtype=np.int64)
+    for cluster in np.unique(assignments):
+        members = np.flatnonzero(assignments == cluster)
+        rank_in_cluster[members[np.argsort(distances[members], kind="stable")]] = np.arange(len(members))
+    order = np.lexsort((distances, rank_in_cluster))  # by rank, then by distance
+    return order[: min(k_m, len(distances))]
 
 
 def update_centroids(centroids: np.ndarray, counts: np.ndarray, features: np.ndarray, assignments: np.ndarray) -> None:
@@ -196,6 +217,7 @@ class CCNN(ClusteringMethod):
         momentum: float = 0.9,
         finetune_steps: int = 1,
         centroid_update: str = "every_batch",
+        selection: str = "closest",
         normalize_features: bool = False,
         seed_pool: int = 2000,
         batch_size: int = 256,
@@ -223,6 +245,7 @@ class CCNN(ClusteringMethod):
         self.finetune_steps = finetune_steps
         self.centroid_update = centroid_update
         self.normalize_features = normalize_features
+        self.selection = selection
         self.seed_pool = seed_pool
         self.batch_size = batch_size
         self.device = device
@@ -261,6 +284,8 @@ class CCNN(ClusteringMethod):
             ParamSpec("finetune_steps", int, 1, "SGD steps on each full pseudo-labelled buffer", minimum=1),
             ParamSpec("centroid_update", str, "every_batch", "every_batch (Sec. III.C) or after_finetune (Table I)",
                       choices=CENTROID_UPDATES),
+            ParamSpec("selection", str, "closest", "closest: the k_m closest of the mini-batch (paper); balanced: "
+                      "closest per cluster, round-robin (not in the paper)", choices=SELECTIONS),
             ParamSpec("normalize_features", bool, False, "L2-normalise the FC9 features (not in the paper: "
                       "removes the feature-scale part of the drift)"),
             ParamSpec("seed_pool", int, 2000, "random images whose features feed k-means++ seeding", minimum=2),
@@ -320,6 +345,8 @@ class CCNN(ClusteringMethod):
             raise UsageError(f"ccnn: train_layers must be one of {', '.join(TRAIN_LAYERS)}")
         if self.centroid_update not in CENTROID_UPDATES:
             raise UsageError(f"ccnn: centroid_update must be one of {', '.join(CENTROID_UPDATES)}")
+        if self.selection not in SELECTIONS:
+            raise UsageError(f"ccnn: selection must be one of {', '.join(SELECTIONS)}")
         if int(self.n_clusters) < 2:
             raise UsageError("ccnn: n_clusters must be at least 2")
         if len(dataset) < int(self.n_clusters):
@@ -488,7 +515,11 @@ class CCNN(ClusteringMethod):
 
                 weights_changed = False
                 if learning:
-                    for position in top_closest(nearest, int(self.k_m)):
+                    if self.selection == "balanced":
+                        chosen = balanced_closest(nearest, assignments, int(self.k_m))
+                    else:
+                        chosen = top_closest(nearest, int(self.k_m))
+                    for position in chosen:
                         buffer_indices.append(int(indices[position]))
                         buffer_labels.append(int(assignments[position]))
                     if len(buffer_indices) >= int(self.n_m):

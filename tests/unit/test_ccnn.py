@@ -91,6 +91,15 @@ def test_top_k_m_picks_the_closest():
     assert sorted(ccnn.top_closest(distances, 3).tolist()) == [1, 2, 3]
 
 
+def test_balanced_selection_goes_round_robin_over_clusters():
+    distances = np.array([0.1, 0.2, 0.3, 5.0, 6.0, 0.05])
+    assignments = np.array([0, 0, 0, 1, 1, 0])
+    # ranks in cluster 0: #5 (0.05), #0, #1, #2; in cluster 1: #3, #4 → rank 0 of each first (by distance):
+    # #5, #3, then rank 1: #0 (0.1) before #4 (6.0)
+    assert ccnn.balanced_closest(distances, assignments, 3).tolist() == [5, 3, 0]
+    assert ccnn.top_closest(distances, 3).tolist() == [5, 0, 1]  # the paper's rule takes cluster 0 only
+
+
 def test_sse_loss_hand_value():
     probabilities = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     # ½(0.3² + 0.2² + 0.1²) = 0.07 and ½(0.1² + 0.1² + 0.2²) = 0.03 → mean 0.05
