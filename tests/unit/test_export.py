@@ -89,6 +89,17 @@ def _copy_some(photos_sample: Path, folder: Path, count: int) -> Path:
     return folder
 
 
+@pytest.fixture
+def few_photos(photos_sample, tmp_path) -> Path:
+    """A private copy of 60 of the real photos, for the failure tests (a slow shared disk makes 200 costly)."""
+    return _copy_some(photos_sample, tmp_path / "src", 60)
+
+
+@pytest.fixture(scope="session")
+def few_hashes(photos_sample) -> Counter:
+    return Counter(_sha(p) for p in _photos(photos_sample)[:60])
+
+
 @pytest.fixture(scope="session")
 def original_hashes(photos_sample) -> Counter:
     return Counter(_sha(p) for p in _photos(photos_sample))
@@ -196,12 +207,12 @@ def test_move_deletes_originals_only_after_the_copy(sample_copy, tmp_path, origi
 
 
 @_POSIX_ONLY
-def test_move_with_real_fsync(real_fsync, sample_copy, tmp_path, monkeypatch):
+def test_move_with_real_fsync(real_fsync, few_photos, tmp_path, monkeypatch):
     """The durable path (file, journal and directory fsyncs) on a few photos: slow disks make 200 too slow."""
     synced = []
     real_fsync = os.fsync
     monkeypatch.setattr(export.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
-    photos = _photos(sample_copy)[:8]
+    photos = _photos(few_photos)[:8]
     hashes = Counter(_sha(p) for p in photos)
     plan = plan_export([ExportItem(p, "c") for p in photos], tmp_path / "dest", mode="move")
     list(run_export(plan))
@@ -266,10 +277,10 @@ def test_dry_run_describes_and_touches_nothing(photos_sample, tmp_path):
     assert not dest.exists()
 
 
-def test_missing_source_is_skipped_at_plan_and_failed_at_execute(sample_copy, tmp_path):
-    photos = _photos(sample_copy)[:4]
-    plan = plan_export([ExportItem(p, "c") for p in photos] + [ExportItem(sample_copy / "gone.jpg", "c")], tmp_path / "d")
-    assert [s for s, _ in plan.skipped] == [sample_copy / "gone.jpg"]
+def test_missing_source_is_skipped_at_plan_and_failed_at_execute(few_photos, tmp_path):
+    photos = _photos(few_photos)[:4]
+    plan = plan_export([ExportItem(p, "c") for p in photos] + [ExportItem(few_photos / "gone.jpg", "c")], tmp_path / "d")
+    assert [s for s, _ in plan.skipped] == [few_photos / "gone.jpg"]
     photos[2].unlink()  # vanishes after planning
     list(run_export(plan))
     assert [s for s, _ in plan.report.failed] == [photos[2]]
@@ -348,30 +359,30 @@ def _disk_full_after(monkeypatch, good_copies: int):
     return lambda: monkeypatch.setattr(export, "_copy_file", real_copy)
 
 
-def test_full_disk_leaves_a_journal_that_recovery_completes(sample_copy, tmp_path, monkeypatch, original_hashes):
+def test_full_disk_leaves_a_journal_that_recovery_completes(few_photos, tmp_path, monkeypatch, few_hashes):
     monkeypatch.setenv("PHOTOCLUSTER_HOME", str(tmp_path / "home"))  # a registry of pending exports of its own
     dest = tmp_path / "dest"
-    plan = plan_export(_items(sample_copy), dest, mode="move")
-    free_space = _disk_full_after(monkeypatch, good_copies=50)
-    with pytest.raises(ExportError, match="disk is full.*50 of 200 photos are done"):
+    plan = plan_export(_items(few_photos), dest, mode="move")
+    free_space = _disk_full_after(monkeypatch, good_copies=20)
+    with pytest.raises(ExportError, match="disk is full.*20 of 60 photos are done"):
         list(run_export(plan))
     assert not _partials(dest)  # the half-written copy is gone, never given a final name
-    assert len(_exported_files(dest)) == 50 and len(_photos(sample_copy)) == 150
+    assert len(_exported_files(dest)) == 20 and len(_photos(few_photos)) == 40
     [pending] = pending_exports(dest)
-    assert (pending.total, pending.finished_operations, pending.mode) == (200, 50, "move")
+    assert (pending.total, pending.finished_operations, pending.mode) == (60, 20, "move")
     assert pending_exports() == [pending]  # the destination is remembered for the next start
 
     free_space()
     messages = recover_exports(dest)
-    assert len(messages) == 1 and "200 photos exported (50 were done before" in messages[0]
+    assert len(messages) == 1 and "60 photos exported (20 were done before" in messages[0]
     files = _exported_files(dest)
-    assert len(files) == 200 and Counter(_sha(p) for p in files) == original_hashes
-    assert _photos(sample_copy) == [] and pending_exports(dest) == [] and recover_exports(dest) == []
+    assert len(files) == 60 and Counter(_sha(p) for p in files) == few_hashes
+    assert _photos(few_photos) == [] and pending_exports(dest) == [] and recover_exports(dest) == []
     manifest = next(dest.glob("photocluster-manifest-*.csv"))
-    assert len(list(csv.DictReader(manifest.open(encoding="utf-8")))) == 200
+    assert len(list(csv.DictReader(manifest.open(encoding="utf-8")))) == 60
 
 
-def test_failing_journal_writes_stop_the_export_recoverably(sample_copy, tmp_path, monkeypatch, original_hashes):
+def test_failing_journal_writes_stop_the_export_recoverably(few_photos, tmp_path, monkeypatch, few_hashes):
     """fsync can report ENOSPC too (thin volumes, network disks): the journal then cannot be trusted."""
     dest = tmp_path / "dest"
     journal_syncs = {"n": 0}
@@ -380,96 +391,96 @@ def test_failing_journal_writes_stop_the_export_recoverably(sample_copy, tmp_pat
         journals = list((dest / JOURNAL_DIR_NAME).glob("*.jsonl"))
         if journals and os.fstat(fd).st_ino == journals[0].stat().st_ino:
             journal_syncs["n"] += 1
-            if journal_syncs["n"] > 100:
+            if journal_syncs["n"] > 30:
                 raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(export, "_fsync", fsync)
     with pytest.raises(ExportError, match="cannot write its journal.*the disk is full"):
-        list(run_export(plan_export(_items(sample_copy), dest, mode="move")))
+        list(run_export(plan_export(_items(few_photos), dest, mode="move")))
     monkeypatch.setattr(export, "_fsync", lambda fd: None)
     assert "resumed export" in recover_exports(dest)[0]
     files = _exported_files(dest)
-    assert len(files) == 200 and Counter(_sha(p) for p in files) == original_hashes and _photos(sample_copy) == []
+    assert len(files) == 60 and Counter(_sha(p) for p in files) == few_hashes and _photos(few_photos) == []
 
 
-def test_a_torn_journal_line_does_not_hide_later_records(sample_copy, tmp_path, monkeypatch, original_hashes):
+def test_a_torn_journal_line_does_not_hide_later_records(few_photos, tmp_path, monkeypatch, few_hashes):
     dest = tmp_path / "dest"
-    free_space = _disk_full_after(monkeypatch, good_copies=20)
+    free_space = _disk_full_after(monkeypatch, good_copies=15)
     with pytest.raises(ExportError):
-        list(run_export(plan_export(_items(sample_copy), dest, mode="move")))
+        list(run_export(plan_export(_items(few_photos), dest, mode="move")))
     [journal] = (dest / JOURNAL_DIR_NAME).glob("*.jsonl")
     with open(journal, "ab") as handle:
         handle.write(b'{"type": "plac')  # power lost in the middle of a line
     free_space()
-    _disk_full_after(monkeypatch, good_copies=90)  # the first recovery gets 90 photos further, then stops
+    _disk_full_after(monkeypatch, good_copies=30)  # the first recovery gets 30 photos further, then stops
     with pytest.raises(ExportError):
         recover_exports(dest)
     free_space()
     [pending] = pending_exports(dest)
-    assert pending.finished_operations == 110  # the records after the torn line were read
+    assert pending.finished_operations == 45  # the records after the torn line were read
     recover_exports(dest)
     files = _exported_files(dest)
-    assert len(files) == 200 and Counter(_sha(p) for p in files) == original_hashes
+    assert len(files) == 60 and Counter(_sha(p) for p in files) == few_hashes
 
 
 def test_power_loss_that_drops_unsynced_lines_and_deletions_is_recovered(
-    sample_copy, tmp_path, monkeypatch, original_hashes
+    few_photos, tmp_path, monkeypatch, few_hashes
 ):
     """Worst case of a power loss: only fsynced journal lines survive and some deletions are undone."""
     dest = tmp_path / "dest"
-    free_space = _disk_full_after(monkeypatch, good_copies=100)
+    free_space = _disk_full_after(monkeypatch, good_copies=30)
     with pytest.raises(ExportError):
-        list(run_export(plan_export(_items(sample_copy), dest, mode="move")))
+        list(run_export(plan_export(_items(few_photos), dest, mode="move")))
     free_space()
     [journal] = (dest / JOURNAL_DIR_NAME).glob("*.jsonl")
     records = [json.loads(line) for line in journal.read_text("utf-8").splitlines()]
     plan = records[0]
     kept = [r for r in records if r["type"] in ("plan", "placing")]  # the synced ones
     journal.write_text("".join(json.dumps(r) + "\n" for r in kept), "utf-8")
-    for record in kept[1:50]:  # the deletion of these originals did not reach the disk
+    for record in kept[1:15]:  # the deletion of these originals did not reach the disk
         source = Path(plan["operations"][record["op"]]["source"])
         shutil.copyfile(dest / record["target"], source)
-    assert len(_photos(sample_copy)) == 100 + 49
+    assert len(_photos(few_photos)) == 30 + 14
 
     [message] = recover_exports(dest)
-    assert "200 photos exported" in message
+    assert "60 photos exported" in message
     files = _exported_files(dest)
-    assert len(files) == 200 and Counter(_sha(p) for p in files) == original_hashes
-    assert _photos(sample_copy) == [] and not _partials(dest)
+    assert len(files) == 60 and Counter(_sha(p) for p in files) == few_hashes
+    assert _photos(few_photos) == [] and not _partials(dest)
 
 
-def test_recovery_waits_when_the_originals_are_unreachable(sample_copy, tmp_path, monkeypatch, original_hashes):
+def test_recovery_waits_when_the_originals_are_unreachable(few_photos, tmp_path, monkeypatch, few_hashes):
     dest = tmp_path / "dest"
     free_space = _disk_full_after(monkeypatch, good_copies=10)
     with pytest.raises(ExportError):
-        list(run_export(plan_export(_items(sample_copy), dest, mode="move")))
+        list(run_export(plan_export(_items(few_photos), dest, mode="move")))
     free_space()
-    unplugged = sample_copy.rename(tmp_path / "elsewhere")  # the drive with the originals is not connected
+    unplugged = few_photos.rename(tmp_path / "elsewhere")  # the drive with the originals is not connected
     [message] = recover_exports(dest)
     assert "not resumed" in message and "connected" in message
     assert pending_exports(dest)[0].finished_operations == 10  # nothing was marked failed
-    unplugged.rename(sample_copy)
-    assert "200 photos exported" in recover_exports(dest)[0]
-    assert Counter(_sha(p) for p in _exported_files(dest)) == original_hashes
+    unplugged.rename(few_photos)
+    assert "60 photos exported" in recover_exports(dest)[0]
+    assert Counter(_sha(p) for p in _exported_files(dest)) == few_hashes
 
 
-def test_rollback_puts_moved_photos_back(sample_copy, tmp_path, monkeypatch, photos_sample):
-    before = {p.relative_to(sample_copy): _sha(p) for p in _photos(sample_copy)}
+def test_rollback_puts_moved_photos_back(few_photos, tmp_path, monkeypatch, photos_sample):
+    before = {p.relative_to(few_photos): _sha(p) for p in _photos(few_photos)}
     dest = tmp_path / "dest"
-    free_space = _disk_full_after(monkeypatch, good_copies=30)
+    free_space = _disk_full_after(monkeypatch, good_copies=20)
     with pytest.raises(ExportError):
-        list(run_export(plan_export(_items(sample_copy), dest, mode="move")))
+        list(run_export(plan_export(_items(few_photos), dest, mode="move")))
     free_space()
     [message] = recover_exports(dest, rollback=True)
-    assert "30 moved photos put back" in message
-    assert {p.relative_to(sample_copy): _sha(p) for p in _photos(sample_copy)} == before
+    assert "20 moved photos put back" in message
+    assert {p.relative_to(few_photos): _sha(p) for p in _photos(few_photos)} == before
     assert _exported_files(dest) == [] and pending_exports(dest) == []
 
 
-def test_rollback_keeps_the_only_copy_when_its_old_place_is_taken(sample_copy, tmp_path, monkeypatch):
+def test_rollback_keeps_the_only_copy_when_its_old_place_is_taken(few_photos, tmp_path, monkeypatch):
     dest = tmp_path / "dest"
     free_space = _disk_full_after(monkeypatch, good_copies=10)
-    plan = plan_export(_items(sample_copy), dest, mode="move")
+    plan = plan_export(_items(few_photos), dest, mode="move")
     with pytest.raises(ExportError):
         list(run_export(plan))
     free_space()
@@ -557,7 +568,8 @@ def test_killed_move_loses_no_photo_and_recovery_completes(photos_sample, tmp_pa
 
 @_POSIX_ONLY
 @pytest.mark.parametrize("kill_at", [4, 333])
-def test_killed_move_can_be_rolled_back(sample_copy, tmp_path, kill_at):
+def test_killed_move_can_be_rolled_back(few_photos, tmp_path, kill_at):
+    sample_copy = few_photos
     before = {p.relative_to(sample_copy): _sha(p) for p in _photos(sample_copy)}
     dest = tmp_path / "dest"
     _run_child_killed(sample_copy, dest, kill_at, tmp_path / "home")
