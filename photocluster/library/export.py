@@ -283,10 +283,15 @@ def _new_export_id() -> str:
 
 
 def _probe_links(mode: str, source: Path, destination: Path) -> str | None:
-    """Try one link of the kind asked for; return why it is impossible, or None when it works."""
-    probe_dir = destination / JOURNAL_DIR_NAME
-    probe_dir.mkdir(parents=True, exist_ok=True)
-    probe = probe_dir / f"link-probe-{secrets.token_hex(4)}"
+    """Try one link of the kind asked for; return why it is impossible, or None when it works.
+
+    The probe goes into the nearest folder of ``destination`` that exists (same disk, almost always) and
+    is removed at once, so planning — the dry run — leaves nothing behind, not even DEST.
+    """
+    probe_dir = destination
+    while not probe_dir.is_dir() and probe_dir.parent != probe_dir:
+        probe_dir = probe_dir.parent
+    probe = probe_dir / f".photocluster-link-probe-{secrets.token_hex(4)}"
     try:
         if mode == "hardlink":
             os.link(source, probe)

@@ -300,6 +300,7 @@ def test_link_modes(photos_sample, tmp_path, mode):
     sources = _photos(photos_sample)[:10]
     dest = tmp_path / "dest"
     plan = plan_export([ExportItem(p, "c") for p in sources], dest, mode=mode)
+    assert not dest.exists() and os.listdir(tmp_path) == []  # the link probe left nothing behind
     list(run_export(plan))
     for source, new in plan.report.exported:
         if mode == "symlink":
