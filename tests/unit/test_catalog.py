@@ -203,7 +203,8 @@ def test_a_new_edit_after_undo_clears_redo(cat):
 
 def test_undo_to_the_bottom_and_back(cat):
     start = _state(cat)
-    _rename(cat), _move(cat), _create(cat)
+    for edit in (_rename, _move, _create):
+        edit(cat)
     members = _ids(cat, "Cluster 2")
     assert members == [1, 5, 6, 8]
     cat.split(_cid(cat, "Cluster 2"), members, [0, 1, 0, 1])
