@@ -226,3 +226,21 @@ def test_protocols_pick_the_digit_network_for_small_images():
     assert ccnn.CCNN.protocol_params("quick", digits)["n_clusters"] == 4
     assert ccnn.CCNN.protocol_params("paper", digits)["epochs"] == 30
     assert ccnn.CCNN.protocol_params("paper", photos) == {"network": "ccnn", "epochs": 10}
+
+
+@pytest.mark.parametrize("backbone", ["alexnet", "resnet18"])
+def test_full_network_takes_its_trunk_from_a_local_state_dict(tmp_path, backbone):
+    import torchvision
+
+    torch.manual_seed(1)
+    state = getattr(torchvision.models, backbone)(weights=None).state_dict()
+    path = tmp_path / f"{backbone}.pth"
+    torch.save(state, path)
+    net = build_ccnn_net(5, network="ccnn", backbone=backbone, weights=path, adapt_channels=(16, 8)).eval()
+    first_conv = "features.0.weight" if backbone == "alexnet" else "conv1.weight"
+    assert torch.equal(next(net.trunk.parameters()), state[first_conv])
+    with torch.no_grad():
+        h = net.features(torch.randn(2, 3, 64, 64))
+        probabilities = net(torch.randn(2, 3, 64, 64))
+    assert h.shape == (2, 5) and bool((h >= 0).all())  # FC9 + ReLU
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
