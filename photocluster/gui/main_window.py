@@ -204,16 +204,23 @@ class MainWindow(QMainWindow):
         training_layout.addLayout(run_buttons)
         training_layout.addWidget(self.progress_panel)
 
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.addWidget(photos_box)
-        left_layout.addWidget(method_box)
-        left_layout.addWidget(training_box)
-        left_layout.addStretch(1)
+        # Photos and method scroll (a deep method has many parameters); Train, Cancel and the progress
+        # stay visible below them whatever the window height.
+        scrolled = QWidget()
+        scrolled_layout = QVBoxLayout(scrolled)
+        scrolled_layout.addWidget(photos_box)
+        scrolled_layout.addWidget(method_box)
+        scrolled_layout.addStretch(1)
         left_scroll = QScrollArea()
-        left_scroll.setWidget(left)
+        left_scroll.setWidget(scrolled)
         left_scroll.setWidgetResizable(True)
-        left_scroll.setMinimumWidth(340)
+        left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        left = QWidget()
+        left.setMinimumWidth(360)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(left_scroll, 1)
+        left_layout.addWidget(training_box)
 
         # -- right: clusters, photos, log ---------------------------------------------------------
         self.cluster_view = ClusterListView()
@@ -260,7 +267,7 @@ class MainWindow(QMainWindow):
 
         self.main_split = QSplitter(Qt.Orientation.Horizontal)
         self.main_split.setObjectName("main-split")
-        self.main_split.addWidget(left_scroll)
+        self.main_split.addWidget(left)
         self.main_split.addWidget(right_split)
         self.main_split.setStretchFactor(1, 1)
         self.main_split.setSizes([380, 940])
@@ -463,8 +470,8 @@ class MainWindow(QMainWindow):
         # The log keeps what matters later: stage changes, one-off messages, stage ends. Per-item messages
         # (the file being decoded) only show in the progress line, or a 100,000-photo scan floods the log.
         new_stage = previous is None or previous.stage != event.stage
-        one_off = not event.total or event.step >= event.total
-        if event.message and (new_stage or one_off) and (previous is None or event.message != previous.message):
+        stage_end = bool(event.total) and event.step >= event.total
+        if event.message and (new_stage or stage_end) and (previous is None or event.message != previous.message):
             self.log_panel.log(event.message)
         elif new_stage:
             self.log_panel.log(describe_event(event))
@@ -731,6 +738,13 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Closing while a job runs asks first; then cancels and closes once the worker has stopped."""
+        exporting = [d for d in self.findChildren(ExportDialog) if d.exporting]
+        if exporting:
+            # An export is cancelled from its own dialog, which says what was already written.
+            exporting[0].raise_()
+            self.statusBar().showMessage("An export is running: cancel it in the export dialog first", 8000)
+            event.ignore()
+            return
         if self.busy:
             if not self._close_when_idle:
                 answer = QMessageBox.question(

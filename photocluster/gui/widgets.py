@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QDoubleValidator, QFont
+from PySide6.QtGui import QDoubleValidator, QFont, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -309,8 +309,26 @@ class LogPanel(QPlainTextEdit):
         self.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
 
 
-class ClusterListView(QListView):
+class _HintingListView(QListView):
+    """A list view that says what will appear in it while it is empty."""
+
+    placeholder_text = ""
+
+    def paintEvent(self, event) -> None:  # noqa: N802 — Qt API
+        super().paintEvent(event)
+        model = self.model()
+        if self.placeholder_text and (model is None or model.rowCount() == 0):
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            rect = self.viewport().rect().adjusted(16, 16, -16, -16)
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder_text)
+            painter.end()
+
+
+class ClusterListView(_HintingListView):
     """The cluster list: rename in place, drop photos onto a cluster, drag a cluster out to a folder."""
+
+    placeholder_text = "Clusters appear here after training.\n\nDouble-click a name to rename it; drop photos on a cluster to move them; drag a cluster to a folder to copy its photos there."
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -334,8 +352,10 @@ class ClusterListView(QListView):
         self.setAccessibleName("Clusters")
 
 
-class PhotoGridView(QListView):
+class PhotoGridView(_HintingListView):
     """The thumbnail grid: icon mode, uniform item sizes and batched layout so 100,000 photos stay smooth."""
+
+    placeholder_text = "The photos of the selected cluster appear here. Double-click one for a large preview."
 
     def __init__(self, thumbnail_size: int = 128, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -147,3 +147,18 @@ def test_theme_follows_the_forced_scheme(monkeypatch):
     monkeypatch.setenv("PHOTOCLUSTER_THEME", "light")
     assert apply_theme(app) is False
     assert app.palette().window().color().lightness() > 180
+
+
+def test_double_click_preview_shows_the_photo_large(qtbot, scanned):
+    window = scanned
+    window.method_picker.set_method("kmeans")
+    window.method_picker.set_param_values({"n_init": 1})
+    window.method_picker.set_n_clusters(3)
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    index = window.photo_model.index(0)
+    dialog = window.preview_photo(index)
+    qtbot.waitUntil(lambda: dialog.image is not None, timeout=10_000)
+    assert dialog.path == window.photo_model.photo(0).path
+    assert (dialog.image.width(), dialog.image.height()) == (64, 48)  # the generated photo, not a thumbnail
+    assert dialog.image_label.pixmap() is not None and not dialog.image_label.pixmap().isNull()
+    dialog.close()

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Longest event-loop stall of the desktop app while it trains: prints figures (target: under 100 ms).
+
+A ``QTimer`` fires every 10 ms in the GUI thread and records how late each tick is; a stall is the
+lateness of one tick (the time the event loop could not run). The script opens the real main window,
+scans a folder (../shared/data/photos-sample when present, otherwise a generated one), then trains each
+method asked for, measuring from the Train click until the clusters are shown (so the catalog write after
+training counts too). The scan is measured as well. Catalog and cache live in a temporary
+PHOTOCLUSTER_HOME.
+
+    .venv/bin/python scripts/bench_gui_stall.py [--method kmeans --method dac] [--full-params] [--folder DIR]
+
+Runs offscreen by default (``QT_QPA_PLATFORM=offscreen``); pass ``--platform xcb`` under a display or Xvfb.
+Heavy on a shared machine: wrap it in ``flock /tmp/pc-heavy.lock``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared" / "data" / "photos-sample"
+TICK_MS = 10
+TARGET_MS = 100.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=SAMPLE if SAMPLE.is_dir() else None)
+    parser.add_argument("--method", action="append", default=None,
+                        help="method to train (repeatable; default: kmeans and dac)")
+    parser.add_argument("--clusters", type=int, default=5)
+    parser.add_argument("--full-params", action="store_true",
+                        help="the methods' default parameters instead of their seconds-long smoke_params")
+    parser.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                        help="override one parameter of one method, e.g. dac:max_passes=4")
+    parser.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    return parser.parse_args()
+
+
+class StallProbe:
+    """Records the lateness of a 10 ms timer in the GUI thread (the event loop's stalls)."""
+
+    def __init__(self, app) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.lateness_ms: list[float] = []
+        self._last = None
+
+    def start(self) -> None:
+        self.lateness_ms.clear()
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> list[float]:
+        self.timer.stop()
+        return list(self.lateness_ms)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.lateness_ms.append(max(0.0, (now - self._last) * 1000.0 - TICK_MS))
+        self._last = now
+
+
+def summarise(label: str, lateness: list[float], seconds: float) -> str:
+    if not lateness:
+        return f"{label}: no timer ticks recorded"
+    ordered = sorted(lateness)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    over = sum(1 for x in lateness if x > TARGET_MS)
+    verdict = "OK" if ordered[-1] < TARGET_MS else "OVER TARGET"
+    return (f"{label}: {seconds:.1f} s, {len(lateness)} ticks, longest stall {ordered[-1]:.1f} ms, "
+            f"p99 {p99:.1f} ms, median {statistics.median(ordered):.1f} ms, ticks over {TARGET_MS:.0f} ms: {over} "
+            f"[{verdict}]")
+
+
+def main() -> int:
+    args = parse_args()
+    os.environ["QT_QPA_PLATFORM"] = args.platform
+    home = Path(tempfile.mkdtemp(prefix="photocluster-stall-"))
+    os.environ["PHOTOCLUSTER_HOME"] = str(home)
+    methods = args.method or ["kmeans", "dac"]
+
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from photocluster.gui.main_window import MainWindow
+    from photocluster.library.catalog import Catalog
+    from photocluster.methods.base import method_class, parse_param_overrides
+
+    if args.folder is None:
+        sys.path.insert(0, str(REPO / "scripts"))
+        from take_screenshots import generated_folder
+
+        args.folder = generated_folder(home)
+
+    app = QApplication(["photocluster-stall-bench"])
+    window = MainWindow(catalog=Catalog(home / "catalog.sqlite3"),
+                        settings=QSettings(str(home / "gui.ini"), QSettings.Format.IniFormat))
+    window.show()
+    outcomes: list[tuple[str, str]] = []
+    window.job_finished.connect(lambda name, outcome: outcomes.append((name, outcome)))
+    probe = StallProbe(app)
+
+    def run(label: str, start) -> None:
+        # A real event loop (as app.exec() runs it), left 0.3 s after the job so that the result slots
+        # (catalog write, cluster list) and the repaint are measured too.
+        loop = QEventLoop()
+
+        def finish_soon(*_: object) -> None:
+            QTimer.singleShot(300, loop.quit)
+
+        window.job_finished.connect(finish_soon)
+        probe.start()
+        began = time.perf_counter()
+        QTimer.singleShot(0, start)
+        loop.exec()
+        window.job_finished.disconnect(finish_soon)
+        lateness = probe.stop()
+        print(summarise(f"{label} [{outcomes[-1][1]}]", lateness, time.perf_counter() - began), flush=True)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Qt platform {app.platformName()}, "
+          f"folder {args.folder}", flush=True)
+    run("scan", lambda: window.add_folders([args.folder]))
+    overrides: dict[str, list[str]] = {}
+    for item in args.param:
+        method, _, assignment = item.partition(":")
+        overrides.setdefault(method, []).append(assignment)
+    for method in methods:
+        params = {} if args.full_params else dict(method_class(method).smoke_params())
+        params.update(parse_param_overrides(method, overrides.get(method, [])))
+        window.method_picker.set_method(method)
+        window.method_picker.set_param_values(params)
+        window.method_picker.set_n_clusters(args.clusters)
+        shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
+        run(f"train {method} ({shown})", window.start_training)
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":  # the guard matters: decoding starts worker processes that import this module
+    sys.exit(main())
