@@ -22,9 +22,10 @@ preset    crops (fraction of side)             input  flip  colour  rotation
 digits    24, 20 or 16 of 28 px, one at random  32    no    no      ±25°
 cifar     20 of 32 px                           32    yes   yes     none
 stl       64 of 96 px                           64    yes   yes     none
+shift     26 of 28 px (±1 px shifts)            32    no    no      none
 ========  ===================================  =====  ====  ======  ========
 
-(The digits preset is the authors' MNIST command: ``--crop_size 24 20 16 --input_size 32 --rot_degree 25``;
+(``shift`` is ours, for smoke runs. The digits preset is the authors' MNIST command: ``--crop_size 24 20 16 --input_size 32 --rot_degree 25``;
 its "small crops / shifts" are these crops, placed at random. CIFAR and STL are their other commands.)
 """
 
@@ -77,6 +78,9 @@ class AugmentPreset:
 PRESETS: dict[str, AugmentPreset] = {
     "digits": AugmentPreset("digits", (24 / 28, 20 / 28, 16 / 28), 32, flip=False, color_jitter=False,
                             rotation_degrees=25.0),
+    # Small shifts only (±1 px at 28 px): for tiny data sets and smoke runs where a 16-of-28 crop could
+    # cut away what tells the images apart; not one of the paper's presets.
+    "shift": AugmentPreset("shift", (26 / 28,), 32, flip=False, color_jitter=False),
     "cifar": AugmentPreset("cifar", (20 / 32,), 32, flip=True, color_jitter=True),
     "stl": AugmentPreset("stl", (64 / 96,), 64, flip=True, color_jitter=True),
 }
