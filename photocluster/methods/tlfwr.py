@@ -321,7 +321,8 @@ class TransferLearningClustering(ClusteringMethod):
     def parameter_specs(cls) -> list[ParamSpec]:
         return [
             ParamSpec("n_clusters", int, 10, "number of clusters k", minimum=2),
-            ParamSpec("boot", str, "hog+kmeans", "boot feature + clusterer (the paper's #1–#8)", choices=BOOT_CHOICES),
+            ParamSpec("boot", str, "hog+kmeans", "boot feature + clusterer (the paper's #1–#8)",
+                      choices=BOOT_CHOICES),
             ParamSpec("delta", float, 0.2, "Δ: fraction of each cluster made reliable in the first round",
                       minimum=0.01, maximum=1.0),
             ParamSpec("delta_step", float, 0.1, "δ: Δ grows by this much each round", minimum=0.0, maximum=1.0),
@@ -385,7 +386,8 @@ class TransferLearningClustering(ClusteringMethod):
     @classmethod
     def describe_protocols(cls) -> dict[str, str]:
         return {
-            "quick": "Δ=0.2, δ=0.2, ≤5 rounds × 5 epochs (≥250 steps, warm start, augmented); digits: small net, random init",
+            "quick": "Δ=0.2, δ=0.2, ≤5 rounds × 5 epochs (≥250 steps, warm start, augmented); "
+                     "digits: small net, random init",
             "paper": "Δ=0.2, δ=0.1, ≤10 rounds, ImageNet AlexNet fine-tuned (upper layers) each round",
         }
 

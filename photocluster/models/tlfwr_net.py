@@ -129,7 +129,9 @@ class TransferNet(nn.Module):
         array = np.asarray(images)
         if array.ndim == 3:
             array = array[..., None]
-        tensor = torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        # a copy: memmap slices are read-only and torch wants writable memory
+        tensor = torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).to(device)
+        tensor = tensor.permute(0, 3, 1, 2).float().div_(255.0)
         if self.grey_input and tensor.shape[1] == 3:
             tensor = tensor.mean(dim=1, keepdim=True)
         elif not self.grey_input and tensor.shape[1] == 1:
@@ -211,7 +213,9 @@ def build_transfer_net(
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
         missing, unexpected = net.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith("head.") for k in missing):
-            raise UsageError(f"weights {path} do not fit the digit network (missing {missing}, unexpected {unexpected})")
+            raise UsageError(
+                f"weights {path} do not fit the digit network (missing {missing}, unexpected {unexpected})"
+            )
         return net
 
     from photocluster.features.pretrained import build_backbone, preprocess_for
