@@ -17,9 +17,11 @@ Heavy on a shared machine: wrap it in ``flock /tmp/pc-heavy.lock``.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import platform
 import statistics
+from collections import Counter
 import sys
 import tempfile
 import time
@@ -41,6 +43,9 @@ def parse_args() -> argparse.Namespace:
                         help="the methods' default parameters instead of their seconds-long smoke_params")
     parser.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
                         help="override one parameter of one method, e.g. dac:max_passes=4")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="baseline measured with no job running")
+    parser.add_argument("--trace-stalls", type=Path, metavar="FILE",
+                        help="write every thread's stack to FILE whenever the GUI thread stalls over the target")
     parser.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     return parser.parse_args()
 
@@ -56,20 +61,37 @@ class StallProbe:
         self.timer.setInterval(TICK_MS)
         self.timer.timeout.connect(self._tick)
         self.lateness_ms: list[float] = []
+        self.big_stalls: list[tuple[float, str]] = []  # (ms, what was running) for stalls over the target
+        self.current_stage = ""
         self._last = None
 
     def start(self) -> None:
         self.lateness_ms.clear()
+        self.big_stalls.clear()
         self._last = time.perf_counter()
         self.timer.start()
 
     def stop(self) -> list[float]:
         self.timer.stop()
+        faulthandler.cancel_dump_traceback_later()
         return list(self.lateness_ms)
 
+    def trace_stalls_into(self, stream) -> None:
+        """Dump every thread's stack when the GUI thread misses its ticks for longer than the target.
+
+        faulthandler's watchdog is a C thread that needs no GIL, so it reports even while a worker
+        holds the GIL — which is what a stall usually is.
+        """
+        self._trace_stream = stream
+
     def _tick(self) -> None:
+        if getattr(self, "_trace_stream", None) is not None:
+            faulthandler.dump_traceback_later(TARGET_MS / 1000.0, repeat=False, file=self._trace_stream)
         now = time.perf_counter()
-        self.lateness_ms.append(max(0.0, (now - self._last) * 1000.0 - TICK_MS))
+        late = max(0.0, (now - self._last) * 1000.0 - TICK_MS)
+        self.lateness_ms.append(late)
+        if late > TARGET_MS:
+            self.big_stalls.append((late, self.current_stage))
         self._last = now
 
 
@@ -106,12 +128,18 @@ def main() -> int:
         args.folder = generated_folder(home)
 
     app = QApplication(["photocluster-stall-bench"])
+    from photocluster.gui.jobs import warm_up_imports
+
+    warm_up_imports()  # as photocluster.gui.app does before its window shows
     window = MainWindow(catalog=Catalog(home / "catalog.sqlite3"),
                         settings=QSettings(str(home / "gui.ini"), QSettings.Format.IniFormat))
     window.show()
     outcomes: list[tuple[str, str]] = []
     window.job_finished.connect(lambda name, outcome: outcomes.append((name, outcome)))
     probe = StallProbe(app)
+    if args.trace_stalls:
+        trace_file = open(args.trace_stalls, "w")  # noqa: SIM115 — faulthandler needs a file kept open
+        probe.trace_stalls_into(trace_file)
 
     def run(label: str, start) -> None:
         # A real event loop (as app.exec() runs it), left 0.3 s after the job so that the result slots
@@ -129,9 +157,29 @@ def main() -> int:
         window.job_finished.disconnect(finish_soon)
         lateness = probe.stop()
         print(summarise(f"{label} [{outcomes[-1][1]}]", lateness, time.perf_counter() - began), flush=True)
+        if probe.big_stalls:
+            where = Counter(stage for _, stage in probe.big_stalls)
+            print("    stalls over target during: " + ", ".join(f"{stage or 'start'} x{n}" for stage, n in where.items()))
+
+    def idle(seconds: float) -> None:
+        """The same probe with nothing running: what the machine's load alone costs."""
+        loop = QEventLoop()
+        probe.start()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+        print(summarise("idle (no job; baseline of this machine's load)", probe.stop(), seconds), flush=True)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Qt platform {app.platformName()}, "
           f"folder {args.folder}", flush=True)
+
+    def track_stage() -> None:
+        event = window.progress_panel.last_event
+        probe.current_stage = "" if event is None else f"{window.job_name}/{event.stage}"
+
+    stage_timer = QTimer()
+    stage_timer.timeout.connect(track_stage)
+    stage_timer.start(5)
+    idle(args.idle_seconds)
     run("scan", lambda: window.add_folders([args.folder]))
     overrides: dict[str, list[str]] = {}
     for item in args.param:

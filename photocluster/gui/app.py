@@ -114,8 +114,10 @@ def create_main_window(argv: Sequence[str] | None = None):
     apply_theme(app)
     follow_system_theme(app)
 
+    from photocluster.gui.jobs import warm_up_imports
     from photocluster.gui.main_window import MainWindow
 
+    warm_up_imports()  # before the window shows: see WARM_UP_MODULES for the stall this avoids
     window = MainWindow()
     window.show()
     if args.folders:

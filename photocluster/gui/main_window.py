@@ -10,7 +10,6 @@ app restores the session: the clusters, their names and the user's corrections.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -360,12 +359,11 @@ class MainWindow(QMainWindow):
             self.scan_summary_label.setText("Add a folder of photos to begin.")
             return False
         self.scan_summary_label.setText("Scanning…")
-        return self._start_job("scan", scan_job, list(self.folders), returned=self._on_scan_done)
+        return self._start_job("scan", scan_job, list(self.folders), catalog=self.catalog,
+                               returned=self._on_scan_done)
 
     def _on_scan_done(self, report: Any) -> None:
-        self.scan_report = report
-        if self.catalog is not None:
-            self.catalog.add_photos(report.photos)
+        self.scan_report = report  # (its photos were added to the catalog in the worker)
         self._show_scan_report(report, [])
         self.log_panel.log(f"scan: {report.summary()}")
         for skipped in report.skipped:
@@ -407,19 +405,15 @@ class MainWindow(QMainWindow):
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         self.log_panel.log(f"train {method} ({shown or 'defaults'}) on {len(self.scan_report.photos)} photos")
         return self._start_job("train", training_job, list(self.scan_report.photos), method, params,
-                               returned=self._on_training_done)
+                               catalog=self.catalog, returned=self._on_training_done)
 
     def _on_training_done(self, result: TrainingResult) -> None:
         self.last_result = result  # (its notes were logged as they were yielded)
         if self.scan_report is not None:
             self._show_scan_report(self.scan_report, result.decode_skipped)
-        if self.catalog is None:
-            return
-        photo_ids = self.catalog.add_photos(result.photos)
-        run_id = self.catalog.start_run(result.method, _jsonable(result.params))
-        self.catalog.record_result(run_id, photo_ids, result.labels, result.confidence)
         n_clusters = len(set(result.labels.tolist()))
-        self.log_panel.log(f"{result.method}: {n_clusters} clusters of {len(result.labels)} photos (run {run_id})")
+        recorded = f" (run {result.run_id})" if result.run_id is not None else ""
+        self.log_panel.log(f"{result.method}: {n_clusters} clusters of {len(result.labels)} photos{recorded}")
         self.refresh_clusters()
 
     # ------------------------------------------------------------------------------------------
@@ -433,7 +427,7 @@ class MainWindow(QMainWindow):
         """
         return self._job_running
 
-    def _start_job(self, name: str, func: Callable, *args: Any, returned: Callable[[Any], None]) -> bool:
+    def _start_job(self, name: str, func: Callable, *args: Any, returned: Callable[[Any], None], **kwargs: Any) -> bool:
         if self.busy:
             self.statusBar().showMessage(f"Wait for {self.job_name} to finish, or cancel it", 5000)
             return False
@@ -444,6 +438,7 @@ class MainWindow(QMainWindow):
         self.worker = start_worker(
             func,
             *args,
+            **kwargs,
             connect={
                 "yielded": self._on_progress,
                 "returned": returned,
@@ -769,14 +764,3 @@ class MainWindow(QMainWindow):
             self.catalog = None
         event.accept()
 
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters as JSON-able values for the catalog's run record."""
-    out = {}
-    for key, value in params.items():
-        out[key] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
-    return out
-
-
-def local_folder(path: str) -> bool:
-    return os.path.isdir(path)

@@ -39,7 +39,8 @@ def test_cancel_mid_training_stops_and_keeps_the_window_usable(qtbot, scanned, d
         qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
     assert finished.args == ["train", "cancelled"]
     assert not window.busy and window.train_button.isEnabled()
-    assert window.cluster_model.rowCount() == 0  # a cancelled run records nothing
+    assert window.cluster_model.rowCount() == 0  # a cancelled run records no clusters...
+    assert [(r.method, r.status) for r in window.catalog.runs()] == [("test-slow", "cancelled")]  # ...only itself
     assert "cancelled" in window.progress_panel.detail_label.text()
     assert not dialogs.shown  # cancelling is not an error
 
@@ -53,6 +54,7 @@ def test_a_failing_method_shows_an_error_dialog_with_the_reason(qtbot, scanned, 
     title, text = dialogs.shown[0]
     assert title == "Train failed" and "the network diverged (loss is NaN)" in text
     assert "diverged" in window.log_panel.toPlainText()
+    assert [(r.method, r.status) for r in window.catalog.runs()] == [("test-broken", "failed")]
     assert window.train_button.isEnabled()  # never a silent stop, never a stuck window
 
 
