@@ -43,6 +43,11 @@ def parse_args() -> argparse.Namespace:
                         help="the methods' default parameters instead of their seconds-long smoke_params")
     parser.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
                         help="override one parameter of one method, e.g. dac:max_passes=4")
+    parser.add_argument("--cancel-after", type=float, metavar="SECONDS",
+                        help="cancel each training this long after it starts and print how long the cancel took")
+    parser.add_argument("--grid-photos", type=int, metavar="N",
+                        help="also time a synthetic cluster of N photos: catalog → grid, and the stalls while "
+                             "scrolling the grid from top to bottom")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="baseline measured with no job running")
     parser.add_argument("--trace-stalls", type=Path, metavar="FILE",
                         help="write every thread's stack to FILE whenever the GUI thread stalls over the target")
@@ -105,6 +110,61 @@ def summarise(label: str, lateness: list[float], seconds: float) -> str:
     return (f"{label}: {seconds:.1f} s, {len(lateness)} ticks, longest stall {ordered[-1]:.1f} ms, "
             f"p99 {p99:.1f} ms, median {statistics.median(ordered):.1f} ms, ticks over {TARGET_MS:.0f} ms: {over} "
             f"[{verdict}]")
+
+
+def grid_benchmark(app, window, probe: StallProbe, home: Path, n_photos: int) -> None:
+    """A cluster of ``n_photos`` (files that do not exist: placeholders, as while thumbnails load): time
+    catalog → grid model, then scroll the grid top to bottom in 40 steps and report the stalls."""
+    import numpy as np
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from photocluster.library.catalog import Catalog
+
+    catalog = Catalog(home / "grid.sqlite3")
+    records = [{"path": home / "none" / f"photo_{i:06d}.jpg", "content_hash": f"{i:064x}"} for i in range(n_photos)]
+    began = time.perf_counter()
+    ids = catalog.add_photos(records)
+    run_id = catalog.start_run("synthetic", {})
+    catalog.record_result(run_id, ids, np.zeros(n_photos, dtype=np.int64), np.linspace(0, 1, n_photos))
+    print(f"grid: catalog with {n_photos} photos in one cluster built in {time.perf_counter() - began:.1f} s "
+          "(setup, not GUI)", flush=True)
+    window.catalog, previous = catalog, window.catalog
+    loop = QEventLoop()
+    window.grid_loaded.connect(lambda *_: loop.quit())
+    probe.start()
+    began = time.perf_counter()
+    window.refresh_clusters()
+    refreshed = time.perf_counter()
+    if window.photo_model.rowCount() != n_photos:
+        loop.exec()  # the grid loads in a worker; measure the event loop meanwhile
+    print(f"grid: refresh_clusters returned after {1000 * (refreshed - began):.0f} ms; the grid showed all "
+          f"{window.photo_model.rowCount()} photos after {1000 * (time.perf_counter() - began):.0f} ms", flush=True)
+    print(summarise("grid: event loop while the cluster list and grid load", probe.stop(),
+                    time.perf_counter() - began), flush=True)
+    began = time.perf_counter()
+    window.least_confident_box.setChecked(True)
+    print(f"grid: re-sorting least confident first: {1000 * (time.perf_counter() - began):.0f} ms", flush=True)
+    bar = window.photo_view.verticalScrollBar()
+    loop = QEventLoop()  # a fresh loop for the scrolling
+    steps = iter(range(41))
+
+    def scroll() -> None:
+        step = next(steps, None)
+        if step is None:
+            loop.quit()
+            return
+        bar.setValue(bar.maximum() * step // 40)
+        QTimer.singleShot(50, scroll)
+
+    probe.start()
+    began = time.perf_counter()
+    QTimer.singleShot(0, scroll)
+    loop.exec()
+    print(summarise(f"grid: scrolling {n_photos} photos top to bottom in 40 steps", probe.stop(),
+                    time.perf_counter() - began), flush=True)
+    print(f"grid: thumbnail loads queued while scrolling: {window.thumbnails.requests_made}", flush=True)
+    window.catalog = previous
+    catalog.close()
 
 
 def main() -> int:
@@ -192,7 +252,24 @@ def main() -> int:
         window.method_picker.set_param_values(params)
         window.method_picker.set_n_clusters(args.clusters)
         shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
-        run(f"train {method} ({shown})", window.start_training)
+        if args.cancel_after is None:
+            run(f"train {method} ({shown})", window.start_training)
+        else:
+            cancelled_at: list[float] = []
+
+            def cancel_later() -> None:
+                window.start_training()
+                QTimer.singleShot(int(args.cancel_after * 1000),
+                                  lambda: (cancelled_at.append(time.perf_counter()), window.cancel_work()))
+
+            finished_at: list[float] = []
+            window.job_finished.connect(lambda *_: finished_at.append(time.perf_counter()))
+            run(f"train {method} ({shown}), cancelled after {args.cancel_after:g} s", cancel_later)
+            if cancelled_at and finished_at:
+                print(f"    cancel took {1000 * (finished_at[-1] - cancelled_at[0]):.0f} ms "
+                      f"(click → job finished, {outcomes[-1][1]})", flush=True)
+    if args.grid_photos:
+        grid_benchmark(app, window, probe, home, args.grid_photos)
     window.close()
     return 0
 

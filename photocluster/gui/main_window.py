@@ -49,6 +49,21 @@ from photocluster.progress import ProgressEvent
 
 #: skipped files listed in the window (all of them go to the log)
 MAX_SKIPPED_SHOWN = 2000
+#: clusters up to this size are read into the grid at once; larger ones in a worker thread
+SYNC_GRID_LOAD_LIMIT = 5000
+
+
+def _photo_rows(catalog: Any, cluster_id: int) -> list[PhotoRow]:
+    return [
+        PhotoRow(id=p.id, path=str(p.path), confidence=getattr(p, "confidence", None),
+                 content_hash=getattr(p, "content_hash", None))
+        for p in catalog.photos_in(cluster_id)
+    ]
+
+
+def _photo_rows_job(catalog: Any, cluster_id: int, *, cancel: Any) -> Any:
+    yield  # lets the worker start before the long read
+    return _photo_rows(catalog, cluster_id)
 
 
 def open_catalog(path: Path | None = None) -> Any:
@@ -75,6 +90,8 @@ class MainWindow(QMainWindow):
     job_finished = Signal(str, str)
     #: emitted after the cluster list was rebuilt from the catalog
     clusters_refreshed = Signal()
+    #: emitted when the grid shows the photos of this cluster id (at once for small clusters)
+    grid_loaded = Signal(int)
 
     def __init__(self, catalog: Any = None, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -95,6 +112,8 @@ class MainWindow(QMainWindow):
         self.job_name = ""
         self._close_when_idle = False
         self._job_running = False
+        self._grid_stale = True
+        self._grid_generation = 0
         self._current_cluster_id: int | None = None
 
         self.thumbnails = ThumbnailLoader(thumbnail_size=128, parent=self)
@@ -505,6 +524,7 @@ class MainWindow(QMainWindow):
             for info in self.catalog.clusters():
                 rows.append(ClusterRow(id=info.id, name=info.name, size=info.size, locked=bool(info.locked),
                                        representative=self._representative(info)))
+        self._grid_stale = True  # the photos may have changed even where the selected cluster did not
         self.cluster_model.set_clusters(rows)
         total = sum(r.size for r in rows)
         self.clusters_label.setText(f"Clusters ({len(rows)}, {total} photos)" if rows else "Clusters")
@@ -552,21 +572,41 @@ class MainWindow(QMainWindow):
             self._update_actions()
             return
         cluster = self.cluster_model.cluster(current.row())
-        if cluster.id != self._current_cluster_id or self.photo_model.rowCount() != cluster.size:
-            self._current_cluster_id = cluster.id
-            self.photo_model.set_photos(self.photo_rows(cluster.id))
-        else:
-            self.photo_model.set_photos(self.photo_rows(cluster.id))
         self.grid_title.setText(f"{cluster.name} — {cluster.size} photos")
+        if cluster.id != self._current_cluster_id or self._grid_stale:
+            self._current_cluster_id = cluster.id
+            self._grid_stale = False
+            self._load_grid(cluster)
         self.lock_action.setChecked(cluster.locked)
         self._update_actions()
 
+    def _load_grid(self, cluster: ClusterRow) -> None:
+        """Show a cluster's photos: read now when few, in a worker when many.
+
+        Reading 100,000 rows from the catalog takes seconds (measured 2.5 s on a 2-core machine), which
+        must not freeze the window; a few thousand take milliseconds, and reading them at once keeps the
+        grid in step with the list for every edit.
+        """
+        self._grid_generation += 1
+        if cluster.size <= SYNC_GRID_LOAD_LIMIT:
+            self.photo_model.set_photos(self.photo_rows(cluster.id))
+            self.grid_loaded.emit(cluster.id)
+            return
+        generation = self._grid_generation
+        self.photo_model.set_photos([])
+        self.grid_title.setText(f"{cluster.name} — loading {cluster.size} photos…")
+
+        def show(rows: list[PhotoRow]) -> None:
+            if generation == self._grid_generation:  # the user has not moved on to another cluster
+                self.photo_model.set_photos(rows)
+                self.grid_title.setText(f"{cluster.name} — {cluster.size} photos")
+                self.grid_loaded.emit(cluster.id)
+
+        self._grid_worker = start_worker(_photo_rows_job, self.catalog, cluster.id,
+                                         connect={"returned": show, "errored": lambda e: show([])})
+
     def photo_rows(self, cluster_id: int) -> list[PhotoRow]:
-        return [
-            PhotoRow(id=p.id, path=str(p.path), confidence=getattr(p, "confidence", None),
-                     content_hash=getattr(p, "content_hash", None))
-            for p in self.catalog.photos_in(cluster_id)
-        ]
+        return _photo_rows(self.catalog, cluster_id)
 
     def cluster_paths(self, cluster_id: int) -> list[str]:
         """The photo files of a cluster (for dragging the cluster out to a file manager)."""

@@ -164,3 +164,26 @@ def test_double_click_preview_shows_the_photo_large(qtbot, scanned):
     assert (dialog.image.width(), dialog.image.height()) == (64, 48)  # the generated photo, not a thumbnail
     assert dialog.image_label.pixmap() is not None and not dialog.image_label.pixmap().isNull()
     dialog.close()
+
+
+def test_a_large_cluster_loads_into_the_grid_in_the_background(qtbot, scanned, monkeypatch):
+    from photocluster.gui import main_window
+
+    window = scanned
+    window.method_picker.set_method("kmeans")
+    window.method_picker.set_param_values({"n_init": 1})
+    window.method_picker.set_n_clusters(3)
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    monkeypatch.setattr(main_window, "SYNC_GRID_LOAD_LIMIT", 2)  # every cluster counts as large now
+    first, second = window.cluster_model.clusters()[:2]
+    with qtbot.waitSignal(window.grid_loaded, timeout=10_000) as loaded:
+        window.select_cluster(second.id)
+        assert window.photo_model.rowCount() == 0  # not read on the GUI thread
+    assert loaded.args == [second.id] and window.photo_model.rowCount() == second.size
+    # a load overtaken by another selection is dropped: the grid shows the cluster selected last
+    with qtbot.waitSignal(window.grid_loaded, timeout=10_000) as loaded:
+        window.select_cluster(first.id)
+        window.select_cluster(second.id)
+    qtbot.waitUntil(lambda: window.photo_model.rowCount() == second.size, timeout=10_000)
+    assert {window.photo_model.photo(r).id for r in range(second.size)} == \
+        {p.id for p in window.catalog.photos_in(second.id)}
