@@ -713,3 +713,12 @@ class DACStar(DAC):
     @staticmethod
     def finished(lam: float) -> bool:
         return dac_star_finished(lam)
+
+    @classmethod
+    def describe_protocols(cls) -> dict[str, str]:
+        return {
+            protocol: line.replace("at the paper's thresholds", "with the threshold annealed from 0.95").replace(
+                "until l(λ) > u(λ)", "until the threshold passes 0.5"
+            )
+            for protocol, line in DAC.describe_protocols().items()
+        }
