@@ -15,6 +15,7 @@ written from the worker thread instead.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,10 +182,56 @@ def _process_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _in_helper_process(func, *args: Any) -> Iterator[ProgressEvent]:
+def read_cluster_columns(catalog_path: str, cluster_id: int) -> dict[str, Any]:
+    """A cluster's photos as compact columns (runs in a helper process; see :func:`cluster_rows_job`)."""
+    from photocluster.library.catalog import Catalog
+
+    catalog = Catalog(catalog_path)
+    try:
+        rows = catalog.photos_in(cluster_id)
+    finally:
+        catalog.close()
+    return {
+        "ids": np.array([r.id for r in rows], dtype=np.int64),
+        "confidence": np.array([np.nan if r.confidence is None else r.confidence for r in rows], dtype=np.float64),
+        # one string per column: pickling 100,000 small strings costs far more than one large one
+        "paths": "\0".join(str(r.path) for r in rows),
+        "hashes": "\0".join(r.content_hash or "" for r in rows),
+    }
+
+
+def cluster_rows_job(catalog_path: str, cluster_id: int, make_row: Any, *, cancel: CancelToken,
+                     chunk: int = 5000) -> Iterator[ProgressEvent]:
+    """Rows of a large cluster for the grid, without starving the GUI thread.
+
+    Reading 100,000 rows through the catalog in a worker thread stalled the event loop for up to 500 ms
+    (the SQLite fetch holds the GIL in long stretches), so the read runs in a helper process and comes back
+    as four compact columns; the rows (``make_row(id, path, confidence, content_hash)``) are then built in
+    chunks with a short sleep between them, which hands the GIL to the GUI thread.
+    """
+    columns = yield from _in_helper_process(read_cluster_columns, catalog_path, cluster_id, stage="load")
+    ids = columns["ids"].tolist()
+    if not ids:
+        return []
+    confidence = [None if c != c else c for c in columns["confidence"].tolist()]  # NaN → None
+    paths = columns["paths"].split("\0")
+    hashes = columns["hashes"].split("\0")
+    rows: list[Any] = []
+    for start in range(0, len(ids), chunk):
+        cancel.raise_if_cancelled()
+        stop = start + chunk
+        rows.extend(make_row(i, p, c, h or None) for i, p, c, h in
+                    zip(ids[start:stop], paths[start:stop], confidence[start:stop], hashes[start:stop]))
+        time.sleep(0.002)
+        yield ProgressEvent("load", step=min(stop, len(ids)), total=len(ids))
+    return rows
+
+
+def _in_helper_process(func, *args: Any, stage: str = "save") -> Iterator[ProgressEvent]:
     """Run ``func(*args)`` in a helper process, yielding while it works; in this thread if none can start.
 
-    Not cancellable on purpose: ``func`` is one catalog transaction, short, and must not be cut in two.
+    Returns what ``func`` returns. Not cancellable on purpose: ``func`` is one catalog transaction or
+    read, short, and must not be cut in two.
     """
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures import TimeoutError as FutureTimeout
@@ -194,18 +241,15 @@ def _in_helper_process(func, *args: Any) -> Iterator[ProgressEvent]:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=_process_context())
         future = pool.submit(func, *args)
     except (OSError, RuntimeError, BrokenProcessPool):
-        func(*args)
-        return
+        return func(*args)
     try:
         while True:
             try:
-                future.result(timeout=0.5)
-                return
+                return future.result(timeout=0.5)
             except FutureTimeout:
-                yield ProgressEvent("save", message="saving the clusters in the catalog")
+                yield ProgressEvent(stage)
             except BrokenProcessPool:
-                func(*args)  # the helper died before it could write (not after: a write is one transaction)
-                return
+                return func(*args)  # the helper died before it could write (a write is one transaction)
     finally:
         pool.shutdown(wait=True)
 

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from photocluster.gui.dialogs import ExportDialog, PreviewDialog, error_reason, show_error
-from photocluster.gui.jobs import TrainingResult, scan_job, split_job, training_job
+from photocluster.gui.jobs import TrainingResult, cluster_rows_job, scan_job, split_job, training_job
 from photocluster.gui.models import ClusterListModel, ClusterRow, PhotoGridModel, PhotoRow, ThumbnailLoader
 from photocluster.gui.widgets import (
     ClusterListView,
@@ -61,9 +61,8 @@ def _photo_rows(catalog: Any, cluster_id: int) -> list[PhotoRow]:
     ]
 
 
-def _photo_rows_job(catalog: Any, cluster_id: int, *, cancel: Any) -> Any:
-    yield  # lets the worker start before the long read
-    return _photo_rows(catalog, cluster_id)
+def _make_photo_row(photo_id: int, path: str, confidence: float | None, content_hash: str | None) -> PhotoRow:
+    return PhotoRow(id=photo_id, path=path, confidence=confidence, content_hash=content_hash)
 
 
 def open_catalog(path: Path | None = None) -> Any:
@@ -602,7 +601,7 @@ class MainWindow(QMainWindow):
                 self.grid_title.setText(f"{cluster.name} — {cluster.size} photos")
                 self.grid_loaded.emit(cluster.id)
 
-        self._grid_worker = start_worker(_photo_rows_job, self.catalog, cluster.id,
+        self._grid_worker = start_worker(cluster_rows_job, str(self.catalog.path), cluster.id, _make_photo_row,
                                          connect={"returned": show, "errored": lambda e: show([])})
 
     def photo_rows(self, cluster_id: int) -> list[PhotoRow]:
