@@ -118,3 +118,22 @@ def test_the_entry_point_opens_the_main_window_with_the_folders_given(qtbot, gen
     finally:
         window.close()
         window.deleteLater()
+
+
+def test_the_grid_repaints_when_a_thumbnail_arrives(qtbot, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "wide.jpg"
+    Image.new("RGB", (300, 100), (0, 0, 255)).save(photo)
+    loader = ThumbnailLoader(thumbnail_size=60)
+    model = PhotoGridModel(loader)
+    model.set_photos([PhotoRow(1, str(photo)), PhotoRow(2, str(tmp_path / "missing.jpg"))])
+    first = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    assert (first.width(), first.height()) == (60, 60)  # the loading placeholder, square
+    with qtbot.waitSignal(model.dataChanged, timeout=5000) as changed:
+        model.data(model.index(1), Qt.ItemDataRole.DecorationRole)
+    assert changed.args[2] == [Qt.ItemDataRole.DecorationRole]
+    qtbot.waitUntil(lambda: loader.cached("photo:1") is not None, timeout=5000)
+    shown = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    assert (shown.width(), shown.height()) == (60, 20)  # the photo itself, aspect kept
+    loader.shutdown()
