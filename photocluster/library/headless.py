@@ -9,6 +9,7 @@ silhouette of k-means on HOG features over k = 2 .. min(20, N/5) and prints how 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ def _parse_k(raw: str | None) -> int | None:
 def _check_folders(folders: Sequence[str]) -> list[Path]:
     paths = []
     for raw in folders:
-        path = Path(raw).expanduser()
+        # Absolute and normalised ("../x" → "/abs/x"): the catalog and the export plan name each photo
+        # by one path, whatever directory the command was started from.
+        path = Path(os.path.abspath(Path(raw).expanduser()))
         if not path.exists():
             raise UsageError(f"folder not found: {display_path(path)}")
         if not path.is_dir():
