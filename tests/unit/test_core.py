@@ -10,6 +10,7 @@ from photocluster.checkpoints import load_checkpoint, save_checkpoint
 from photocluster.data.dataset import ImageDataset
 from photocluster.devices import resolve_device
 from photocluster.errors import UsageError
+from photocluster.methods import base
 from photocluster.methods.base import ClusteringMethod, get_method, parse_param_overrides, register
 from photocluster.progress import CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
 
@@ -65,7 +66,6 @@ def test_dataset_adds_channel_axis_and_rejects_bad_input():
         ImageDataset("x", np.zeros((4, 8, 8, 3), np.uint8), labels=[0, 1])
 
 
-@register
 class _ToyMethod(ClusteringMethod):
     name = "_toy-for-tests"
 
@@ -76,7 +76,15 @@ class _ToyMethod(ClusteringMethod):
         self.features = features
 
 
-def test_param_overrides_are_typed_from_defaults():
+@pytest.fixture()
+def toy_method():
+    """Registered only while a test runs, so the contract test (parametrised over the registry) never sees it."""
+    register(_ToyMethod)
+    yield _ToyMethod
+    base._REGISTRY.pop(_ToyMethod.name, None)
+
+
+def test_param_overrides_are_typed_from_defaults(toy_method):
     params = parse_param_overrides("_toy-for-tests", ["n_clusters=5", "lr=1e-3", "rotation=false", "features=hog"])
     assert params == {"n_clusters": 5, "lr": 0.001, "rotation": False, "features": "hog"}
     method = get_method("_toy-for-tests", **params)
@@ -85,12 +93,12 @@ def test_param_overrides_are_typed_from_defaults():
 
 @pytest.mark.parametrize("item, message", [("epochs", "KEY=VALUE"), ("nope=1", "unknown parameter"),
                                             ("n_clusters=many", "expects a int"), ("rotation=maybe", "expects a bool")])
-def test_param_overrides_reject_bad_items(item, message):
+def test_param_overrides_reject_bad_items(item, message, toy_method):
     with pytest.raises(UsageError, match=message):
         parse_param_overrides("_toy-for-tests", [item])
 
 
-def test_unknown_method_names_the_valid_ones():
+def test_unknown_method_names_the_valid_ones(toy_method):
     with pytest.raises(ValueError, match="_toy-for-tests"):
         get_method("no-such-method")
 
