@@ -292,6 +292,9 @@ class MMDC(ClusteringMethod):
         instead of 32: a quarter of the pixels), half-width VGG, lr 0.2 ×0.1 at 90 % of the epochs,
         refinement from 80 %; RGB sets: 5 epochs of a half-width ResNet-18 with the stem pool on 10,000
         images (a smoke-level schedule: the paper's needs a GPU).
+
+        Measured (quick, one CPU thread of the shared 2-core machine, ~2.5 min a run): MNIST ACC
+        0.962 / 0.967 / 0.961 (seeds 0-2); Fashion-MNIST ACC 0.578 (seed 0); digits ACC 0.901 (k-means 0.787).
         """
         super().protocol_params(protocol, dataset)
         name = dataset.name
