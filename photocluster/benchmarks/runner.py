@@ -322,8 +322,15 @@ def run_benchmark_command(args) -> int:
     token = CancelToken()
     install_sigint_cancel(token)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    results = []
+    results: list[dict[str, Any]] = []
+    sweeps: list[dict[str, Any]] = []  # tlfwr --boot all: their own table and JSON shape
     for name in methods:
+        if _is_boot_sweep(name, args.boot):
+            sweep = _run_boot_sweep(args, name, dataset, overrides[name], progress, token)
+            if sweep is None:
+                return 130
+            sweeps.append(sweep)
+            continue
         try:
             results.append(run_benchmark(
                 args.benchmark, name, protocol=args.protocol, seeds=seeds, n_clusters=args.clusters,
@@ -336,9 +343,71 @@ def run_benchmark_command(args) -> int:
                 print(format_table(results))
                 _write_output(output, results)
             return 130
-    print(format_table(results))
-    _write_output(output, results)
+    if results:
+        print(format_table(results))
+    _write_output(output, results + sweeps)
     return 0
+
+
+def _is_boot_sweep(method: str, boot: str | None) -> bool:
+    """``--boot all`` (or several boots separated by commas) for a method with boot features (tlfwr)."""
+    from photocluster.methods.base import method_class
+
+    if not boot or "boot" not in method_class(method)._param_names():
+        return False
+    return boot.strip().lower() == "all" or "," in boot
+
+
+def _run_boot_sweep(args, method: str, dataset, overrides: dict[str, Any], progress: bool,
+                    cancel: CancelToken) -> dict[str, Any] | None:
+    """The transfer paper's comparison across boot features: boot vs final metrics per boot, and η.
+
+    η = std/mean of a metric across the boots (small = the method depends little on its boot feature).
+    """
+    from photocluster.methods.tlfwr import run_all_boots
+
+    k = _parse_clusters(args.clusters, dataset)
+    cls = _method_class_or_usage_error(method)
+    sweeps = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        params = {**cls.protocol_params(args.protocol, dataset), **overrides, "n_clusters": k, "random_state": seed}
+        accepted = set(cls._param_names())
+        for key, value in (("device", args.device), ("weights", args.weights)):
+            if value is not None and key in accepted and key not in overrides:
+                params[key] = value
+        bar = _ProgressBar(f"{method} seed {seed}", progress)
+        try:
+            sweep = run_all_boots(dataset, args.boot, cancel=cancel,
+                                  on_event=lambda boot, event: bar.update(event), **params)
+        except Cancelled:
+            print(f"photocluster: {method} cancelled; no results for it", file=sys.stderr)
+            return None
+        finally:
+            bar.close()
+        sweep["seed"] = seed
+        sweeps.append(sweep)
+        print(format_boot_sweep(args.benchmark, len(dataset), method, sweep))
+    return {"benchmark": args.benchmark, "method": method, "protocol": args.protocol,
+            "n_images": int(len(dataset)), "boot_sweeps": sweeps}
+
+
+def format_boot_sweep(benchmark: str, n_images: int, method: str, sweep: dict[str, Any]) -> str:
+    """Per boot feature: each metric as boot → final; then η across the boots, boot → final."""
+    metrics = ("acc", "nmi", "ari", "jc", "fmi")
+    lines = [f"{method} on {benchmark} ({n_images:,} images), seed {sweep.get('seed', 0)}: boot → final; "
+             "NMI geometric"]
+    header = f"{'boot':<16} {'#':>2}  " + "  ".join(f"{m.upper():<15}" for m in metrics) + "  DBI norm"
+    lines += [header, "-" * len(header)]
+    for boot, entry in sweep["per_boot"].items():
+        cells = "  ".join(f"{entry['boot'].get(m, float('nan')):.3f} → {entry['final'].get(m, float('nan')):.3f}"
+                          for m in metrics)
+        lines.append(f"{boot:<16} {entry['paper_id']:>2}  {cells}  {entry['final'].get('dbi_norm', float('nan')):.3f}")
+    eta = sweep.get("eta", {})
+    if eta:
+        cells = "  ".join(f"{eta['boot'].get(m, float('nan')):.3f} → {eta['final'].get(m, float('nan')):.3f}"
+                          for m in metrics)
+        lines.append(f"{'η (std/mean)':<16} {'':>2}  {cells}")
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _write_output(output: str | None, results: list[dict[str, Any]]) -> None:
