@@ -54,3 +54,13 @@ def fashion_mnist_dir() -> Path:
     if not path.is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """A bare ``pytest`` leaves out the long protocols too; ``-m slow`` (or any -m expression) decides itself."""
+    if config.option.markexpr:
+        return
+    skip_slow = pytest.mark.skip(reason="slow protocol: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
