@@ -264,9 +264,9 @@ class DAC(ClusteringMethod):
         selection batch 3 times instead, since one pass over them is only a few dozen steps.
 
         Measured on MNIST (seed 0, 2-core CPU): 3 passes gave ACC 0.80 (20 min under load, one thread);
-        6 passes gave ACC 0.954 in 15.5 min (two threads; a test run shared the CPU for 5 of them). The pass count was raised after
-        seeing those two figures — it is the paper's own schedule run further, not a new setting, but the
-        choice was not blind to the labels. The schedule still stops long before the thresholds meet."""
+        6 passes gave ACC 0.954 in 15.5 min (two threads; a test run shared the CPU for 5 of them). The
+        pass count was raised after seeing those two figures — it is the paper's own schedule run further,
+        not a new setting, but the choice was not blind to the labels. The schedule still stops long before the thresholds meet."""
         if protocol == "paper":
             return {}
         if protocol != "quick":
