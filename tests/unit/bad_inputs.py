@@ -215,3 +215,16 @@ def restore_permissions(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         if path.is_dir() and not path.is_symlink():
             path.chmod(0o755)
+
+
+def refuse_open(monkeypatch, module, file_name: str) -> None:
+    """Make ``open`` inside ``module`` raise PermissionError for ``file_name``, as the kernel does for a normal
+    user on an unreadable file (tests run as root here, and root reads everything)."""
+    real_open = open
+
+    def guarded_open(path, *args, **kwargs):
+        if Path(path).name == file_name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, "open", guarded_open, raising=False)

@@ -16,6 +16,7 @@ from PIL import Image
 
 import photocluster.library.decode as decode_module
 from bad_inputs import (
+    refuse_open,
     BLUE,
     EXIF_DISPLAY,
     RED,
@@ -302,14 +303,7 @@ def test_cached_photo_replaced_after_the_scan_is_not_served_from_the_cache(tmp_p
 def test_unreadable_at_decode_time_is_reported(tmp_path, monkeypatch):
     folder = _folder_of_photos(tmp_path / "photos", 2)
     report = FolderScan([folder]).run()
-    real_open = open
-
-    def guarded_open(path, *args, **kwargs):
-        if Path(path).name == "p000.png":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(decode_module, "open", guarded_open, raising=False)
+    refuse_open(monkeypatch, decode_module, "p000.png")
     result = LibraryDecoder(report.photos, workers=0, cache_root=tmp_path / "cache").run()
     assert [(s.path.name, "permission denied" in s.reason) for s in result.skipped] == [("p000.png", True)]
 

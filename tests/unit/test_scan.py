@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 import photocluster.library.scan as scan_module
-from bad_inputs import RED, build_corpus, encode, jpeg_with_orientation, quadrants, restore_permissions, solid
+from bad_inputs import (
+    RED,
+    build_corpus,
+    encode,
+    jpeg_with_orientation,
+    quadrants,
+    refuse_open,
+    restore_permissions,
+    solid,
+)
 from photocluster.library.scan import FolderScan, display_path, hash_bytes, hash_file, read_header, scan_folders
 from photocluster.progress import CancelToken, Cancelled
 
@@ -151,14 +160,7 @@ def test_unreadable_file_is_reported(tmp_path, monkeypatch):
     if os.geteuid() != 0:
         secret.chmod(0)  # a real permission error
     else:  # root reads everything: make open() refuse like the kernel would for a normal user
-        real_open = open
-
-        def guarded_open(path, *args, **kwargs):
-            if Path(path).name == "secret.png":
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_open(path, *args, **kwargs)
-
-        monkeypatch.setattr(scan_module, "open", guarded_open, raising=False)
+        refuse_open(monkeypatch, scan_module, "secret.png")
     try:
         report = scan_folders([folder])
     finally:
