@@ -4,20 +4,18 @@ Each job chains the same core objects the headless CLI uses — :class:`~photocl
 :class:`~photocluster.library.decode.LibraryDecoder`, a method's ``fit_steps`` — takes a ``cancel`` token,
 and *returns* plain data (a report, a :class:`TrainingResult`).
 
-Writing a run's result into the catalog happens at the end of the job, in a helper *process* that opens
-the same catalog file (SQLite in WAL mode allows it; the window's connection sees the result once it is
-committed). Measured on a 2-core machine: recording 200 photos on the GUI thread froze it for 460 ms, and
-from the worker thread the event loop still stalled for 380-400 ms (the write holds the GIL for long
-stretches); a separate process shares no GIL. Should the helper process fail to start, the result is
-written from the worker thread instead.
+Training (decode, fit, and writing the result into the catalog) runs in a child *process*
+(:mod:`photocluster.training_process`) that the worker thread only relays: anything holding the GIL for long
+in this process stalls the window's event loop (measured on a 2-core machine: recording 200 photos on the
+GUI thread froze it for 460 ms, from a worker thread still 380-400 ms; tlfwr training in a worker thread
+400-650 ms), and a separate process shares no GIL. The child opens the same catalog file (SQLite in WAL
+mode allows it; the window's connection sees the result once it is committed).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -25,6 +23,14 @@ import numpy as np
 
 from photocluster.errors import UsageError
 from photocluster.progress import CancelToken, Cancelled, ProgressEvent, Throttle
+from photocluster.training_process import (  # noqa: F401 — TrainingResult and the rest are re-exported
+    TrainingResult,
+    compute_threads_leaving_one_core,
+    process_context,
+    record_run_in_catalog,
+    start_in_process,
+    train_photos,
+)
 
 
 #: Modules the methods import lazily on their first run. Importing a large package holds the GIL for long
@@ -48,39 +54,6 @@ def warm_up_imports() -> list[str]:
     return done
 
 
-@contextmanager
-def compute_threads_leaving_one_core() -> Iterator[int]:
-    """Limit the native thread pools (OpenMP, BLAS, torch) to all cores but one while a job computes.
-
-    The GUI thread must get a core to stay responsive (no event-loop stall over 100 ms): with every core
-    busy in OpenMP/BLAS threads — which spin while they wait — the GUI thread was measured to stall for
-    300 ms at a time on a 2-core machine, and oversubscribed pools also made k-means 4x slower there.
-    The limits are process-wide and restored afterwards. Yields the number of threads allowed.
-    """
-    threads = max(1, (os.cpu_count() or 2) - 1)
-    limiter = None
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limiter = threadpool_limits(limits=threads)
-    except ImportError:  # scikit-learn brings threadpoolctl; without it only torch is limited
-        pass
-    try:
-        import torch
-
-        previous_torch = torch.get_num_threads()
-        torch.set_num_threads(min(previous_torch, threads))
-    except ImportError:
-        torch = None  # type: ignore[assignment]
-    try:
-        yield threads
-    finally:
-        if torch is not None:
-            torch.set_num_threads(previous_torch)
-        if limiter is not None:
-            limiter.restore_original_limits()
-
-
 def scan_job(
     folders: Sequence[Path],
     include_hidden: bool = False,
@@ -101,48 +74,40 @@ def scan_job(
     return scan.report
 
 
-@dataclass
-class TrainingResult:
-    """What a training run produced, row by row of the decoded data set.
-
-    Attributes
-    ----------
-    photos:
-        The scan record (``PhotoFile``) of each row.
-    labels, confidence:
-        The method's ``labels_`` and ``confidence_`` (None when the method gives none).
-    method, params:
-        What was run (``params`` includes ``n_clusters``, also when it was chosen automatically).
-    notes:
-        Sentences for the log (how k was chosen, decode counts).
-    decode_skipped:
-        Photos that passed the scan but could not be decoded, with reasons.
-    run_id:
-        The catalog's id of this run, when it was recorded in a catalog.
-    """
-
-    photos: list[Any]
-    labels: np.ndarray
-    confidence: np.ndarray | None
-    method: str
-    params: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    decode_skipped: list[Any] = field(default_factory=list)
-    run_id: int | None = None
-
-
 def training_job(
-    photos: Sequence[Any], method: str, params: dict[str, Any], *, catalog: Any = None, cancel: CancelToken
+    photos: Sequence[Any], method: str, params: dict[str, Any], *, catalog: Any = None, cancel: CancelToken,
+    in_child_process: bool = True,
 ) -> Iterator[ProgressEvent]:
     """Decode (cached) → choose k when asked ("auto") → ``fit_steps`` → record in ``catalog``.
 
     Returns a :class:`TrainingResult`. ``params`` without ``n_clusters`` means "auto" for methods that take
-    one: k is estimated by the headless mode's rule (best silhouette of k-means on image features). With a
-    catalog, the run is recorded as it starts and closed as ``failed`` or ``cancelled`` if it does not finish.
+    one (see :func:`~photocluster.training_process.train_photos`). With a catalog, the run is recorded as it
+    starts and closed as ``failed`` or ``cancelled`` if it does not finish.
+
+    The work runs in a child process (:func:`~photocluster.training_process.run_in_process`), which also
+    writes the result into the catalog, so nothing it computes can hold this process's GIL: in a worker
+    thread, tlfwr stalled the window's event loop for 400-650 ms in 3 of 6 runs (2-core machine).
+    ``in_child_process=False`` runs it in the calling thread instead (tests compare the two); so does a machine
+    where no child process can start.
     """
+    from photocluster.methods.base import method_class
+
+    method_cls = method_class(method)
     run_id = catalog.start_run(method, _jsonable(params)) if catalog is not None else None
+    catalog_path = str(catalog.path) if catalog is not None else None
     try:
-        result = yield from _train(photos, method, params, cancel)
+        work = None
+        if in_child_process:
+            try:
+                work = start_in_process(train_photos, list(photos), method, dict(params), cancel=cancel,
+                                        method_cls=method_cls, catalog_path=catalog_path, run_id=run_id)
+            except (OSError, RuntimeError) as exc:
+                yield ProgressEvent("train", message=f"cannot start a training process ({exc}); "
+                                                     "training in this process instead")
+        if work is None:
+            work = train_photos(list(photos), method, dict(params), cancel=cancel, method_cls=method_cls,
+                                catalog_path=catalog_path, run_id=run_id)
+        result = yield from work
     except Cancelled:
         if run_id is not None:
             catalog.finish_run(run_id, status="cancelled")
@@ -151,35 +116,10 @@ def training_job(
         if run_id is not None:
             catalog.finish_run(run_id, status="failed")
         raise
-    if run_id is not None:
-        cancel.raise_if_cancelled()
-        yield ProgressEvent("save", message="saving the clusters in the catalog")
-        yield from _in_helper_process(record_run_in_catalog, str(catalog.path), run_id, result.photos,
-                                      result.labels, result.confidence)
-        result.run_id = run_id
     return result
 
 
-def record_run_in_catalog(catalog_path: str, run_id: int, photos: Sequence[Any], labels: np.ndarray,
-                          confidence: np.ndarray | None) -> None:
-    """Open the catalog at ``catalog_path`` and record a run's result (runs in a helper process)."""
-    from photocluster.library.catalog import Catalog
-
-    catalog = Catalog(catalog_path)
-    try:
-        photo_ids = catalog.add_photos(photos)
-        catalog.record_result(run_id, photo_ids, labels, confidence)
-    finally:
-        catalog.close()
-
-
-def _process_context():
-    import multiprocessing
-
-    # forkserver where there is one (Linux): forking this multi-threaded Qt process itself is unsafe,
-    # and the server makes later starts cheap; spawn elsewhere.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+_process_context = process_context
 
 
 def read_cluster_columns(catalog_path: str, cluster_id: int) -> dict[str, Any]:
@@ -252,53 +192,6 @@ def _in_helper_process(func, *args: Any, stage: str = "save") -> Iterator[Progre
                 return func(*args)  # the helper died before it could write (a write is one transaction)
     finally:
         pool.shutdown(wait=True)
-
-
-def _train(photos: Sequence[Any], method: str, params: dict[str, Any], cancel: CancelToken) -> Iterator[ProgressEvent]:
-    from photocluster.library.decode import LibraryDecoder
-    from photocluster.methods.base import get_method, method_class
-
-    if not photos:
-        raise UsageError("no photos to train on: add a folder with photos and scan it first")
-    decoder = LibraryDecoder(photos, name="library")
-    yield from decoder.steps(cancel)
-    decoded = decoder.result
-    dataset = decoded.dataset
-    notes = [f"decode: {decoded.n_decoded} decoded, {decoded.n_cached} from the cache, "
-             f"{len(decoded.skipped)} could not be decoded"]
-    yield ProgressEvent("decode", step=1, total=1, message=notes[0])
-    if dataset is None or len(dataset) < 2:
-        raise UsageError("fewer than 2 photos could be decoded; there is nothing to sort")
-
-    params = dict(params)
-    if "n_clusters" in method_class(method)._param_names() and params.get("n_clusters") is None:
-        from photocluster.library.headless import estimate_k
-
-        yield ProgressEvent("choose k", message="estimating the number of clusters…")
-        with compute_threads_leaving_one_core():
-            k, how, _scores = estimate_k(dataset.images, cancel=cancel)
-        params["n_clusters"] = k
-        notes.append(f"k = {k} ({how})")
-        yield ProgressEvent("choose k", step=1, total=1, message=notes[-1])
-    k = params.get("n_clusters")
-    if k is not None and k > len(dataset):
-        raise UsageError(f"{k} clusters asked for but only {len(dataset)} photos could be decoded")
-
-    estimator = get_method(method, **params)
-    with compute_threads_leaving_one_core() as threads:
-        yield ProgressEvent("train", message=f"training {method} on {len(dataset)} photos "
-                                             f"({threads} compute thread{'s' if threads > 1 else ''})")
-        yield from estimator.fit_steps(dataset, cancel=cancel)
-    confidence = getattr(estimator, "confidence_", None)
-    return TrainingResult(
-        photos=list(decoded.photos),
-        labels=np.asarray(estimator.labels_, dtype=np.int64),
-        confidence=None if confidence is None else np.asarray(confidence, dtype=np.float64),
-        method=method,
-        params=params,
-        notes=notes,
-        decode_skipped=list(decoded.skipped),
-    )
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,9 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("PySide6")
@@ -24,9 +22,8 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from photocluster.methods import base  # noqa: E402
-from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent  # noqa: E402
 
-from guitools import write_colour_photos  # noqa: E402
+from guitools import BrokenMethod, SlowMethod, write_colour_photos  # noqa: E402
 
 @pytest.fixture
 def generated_photos(tmp_path) -> Path:
@@ -67,44 +64,8 @@ def dialogs(monkeypatch) -> DialogRecorder:
     return recorder
 
 
-# -- fake methods: deterministic timing and failures without depending on a real method's speed -------
-class SlowMethod(base.ClusteringMethod):
-    """Yields a 'train' event every ``step_seconds`` for ``steps`` steps, checking cancel each time."""
-
-    name = "test-slow"
-    description = "A test method that trains slowly and honours cancel."
-    family = "deep"
-
-    def __init__(self, n_clusters: int = 2, step_seconds: float = 0.02, steps: int = 100_000, random_state: int = 0):
-        self.n_clusters = n_clusters
-        self.step_seconds = step_seconds
-        self.steps = steps
-        self.random_state = random_state
-
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
-        for step in range(self.steps):
-            cancel.raise_if_cancelled()
-            time.sleep(self.step_seconds)
-            yield ProgressEvent("train", step + 1, self.steps, {"loss": 1.0 / (step + 1)})
-        self.labels_ = np.arange(len(dataset)) % self.n_clusters
-        self.confidence_ = np.ones(len(dataset))
-
-
-class BrokenMethod(base.ClusteringMethod):
-    """Fails after its first progress event, as a method refusing its input would."""
-
-    name = "test-broken"
-    description = "A test method that raises."
-    family = "deep"
-
-    def __init__(self, n_clusters: int = 2):
-        self.n_clusters = n_clusters
-
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
-        yield ProgressEvent("train", 0, 10)
-        raise ValueError("the network diverged (loss is NaN)")
-
-
+# -- fake methods (defined in guitools, an importable module, because training runs in a child process
+#    that must import them by name) -------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def fake_methods(monkeypatch) -> None:
     base._load_builtin_methods()

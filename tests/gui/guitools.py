@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
+
+from photocluster.methods import base
+from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
 COLOURS = {"red": (200, 30, 30), "green": (30, 170, 40), "blue": (30, 40, 200)}
 PER_COLOUR = 8
@@ -30,3 +35,42 @@ def run_job(qtbot, window, start, timeout_ms: int = 60_000) -> tuple[str, str]:
     with qtbot.waitSignal(window.job_finished, timeout=timeout_ms) as blocker:
         assert start() is not False
     return tuple(blocker.args)  # type: ignore[return-value]
+
+
+# -- fake methods: deterministic timing and failures without depending on a real method's speed -------
+# (here, not in conftest.py: training runs in a child process, which imports these classes by module name)
+class SlowMethod(base.ClusteringMethod):
+    """Yields a 'train' event every ``step_seconds`` for ``steps`` steps, checking cancel each time."""
+
+    name = "test-slow"
+    description = "A test method that trains slowly and honours cancel."
+    family = "deep"
+
+    def __init__(self, n_clusters: int = 2, step_seconds: float = 0.02, steps: int = 100_000, random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.step_seconds = step_seconds
+        self.steps = steps
+        self.random_state = random_state
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        for step in range(self.steps):
+            cancel.raise_if_cancelled()
+            time.sleep(self.step_seconds)
+            yield ProgressEvent("train", step + 1, self.steps, {"loss": 1.0 / (step + 1)})
+        self.labels_ = np.arange(len(dataset)) % self.n_clusters
+        self.confidence_ = np.ones(len(dataset))
+
+
+class BrokenMethod(base.ClusteringMethod):
+    """Fails after its first progress event, as a method refusing its input would."""
+
+    name = "test-broken"
+    description = "A test method that raises."
+    family = "deep"
+
+    def __init__(self, n_clusters: int = 2):
+        self.n_clusters = n_clusters
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        yield ProgressEvent("train", 0, 10)
+        raise ValueError("the network diverged (loss is NaN)")
