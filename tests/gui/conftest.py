@@ -23,7 +23,14 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from photocluster.methods import base  # noqa: E402
 
-from guitools import BrokenMethod, SlowMethod, write_colour_photos  # noqa: E402
+from guitools import (  # noqa: E402
+    BrokenMethod,
+    CrashingMethod,
+    SlowMethod,
+    StubbornMethod,
+    UnpicklableErrorMethod,
+    write_colour_photos,
+)
 
 @pytest.fixture
 def generated_photos(tmp_path) -> Path:
@@ -41,6 +48,7 @@ class DialogRecorder:
     def __init__(self) -> None:
         self.shown: list[tuple[str, str]] = []  # (title, text) of each QMessageBox.exec
         self.questions: list[tuple[str, str]] = []
+        self.details: list[str] = []  # the "Show Details" text of each message box (tracebacks)
         self.answer: QMessageBox.StandardButton = QMessageBox.StandardButton.Cancel
 
     def texts(self) -> list[str]:
@@ -53,6 +61,7 @@ def dialogs(monkeypatch) -> DialogRecorder:
 
     def fake_exec(box: QMessageBox) -> int:
         recorder.shown.append((box.windowTitle(), box.text()))
+        recorder.details.append(box.detailedText())
         return int(QMessageBox.StandardButton.Ok.value)
 
     def fake_question(parent, title, text, *args, **kwargs):
@@ -69,8 +78,8 @@ def dialogs(monkeypatch) -> DialogRecorder:
 @pytest.fixture(autouse=True)
 def fake_methods(monkeypatch) -> None:
     base._load_builtin_methods()
-    monkeypatch.setitem(base._REGISTRY, SlowMethod.name, SlowMethod)
-    monkeypatch.setitem(base._REGISTRY, BrokenMethod.name, BrokenMethod)
+    for method in (SlowMethod, BrokenMethod, StubbornMethod, UnpicklableErrorMethod, CrashingMethod):
+        monkeypatch.setitem(base._REGISTRY, method.name, method)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -56,7 +57,8 @@ class SlowMethod(base.ClusteringMethod):
         for step in range(self.steps):
             cancel.raise_if_cancelled()
             time.sleep(self.step_seconds)
-            yield ProgressEvent("train", step + 1, self.steps, {"loss": 1.0 / (step + 1)})
+            # the pid tells the tests which process trains
+            yield ProgressEvent("train", step + 1, self.steps, {"loss": 1.0 / (step + 1), "pid": os.getpid()})
         self.labels_ = np.arange(len(dataset)) % self.n_clusters
         self.confidence_ = np.ones(len(dataset))
 
@@ -74,3 +76,64 @@ class BrokenMethod(base.ClusteringMethod):
     def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
         yield ProgressEvent("train", 0, 10)
         raise ValueError("the network diverged (loss is NaN)")
+
+
+class StubbornMethod(SlowMethod):
+    """Never checks its cancel token (as a method stuck in one long call would): must be ended from outside."""
+
+    name = "test-stubborn"
+    description = "A test method that ignores cancel."
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        for step in range(self.steps):
+            time.sleep(self.step_seconds)
+            yield ProgressEvent("train", step + 1, self.steps, {"loss": 1.0, "pid": os.getpid()})
+        self.labels_ = np.arange(len(dataset)) % self.n_clusters
+
+
+class _UnpicklableError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = __import__("threading").Lock()  # cannot be pickled: the error must travel as text
+
+
+class UnpicklableErrorMethod(BrokenMethod):
+    name = "test-unpicklable-error"
+    description = "A test method that raises an exception which cannot be pickled."
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        yield ProgressEvent("train", 0, 10)
+        raise _UnpicklableError("the GPU fell off the bus")
+
+
+class CrashingMethod(BrokenMethod):
+    name = "test-crashing"
+    description = "A test method whose process dies without a word (as the out-of-memory killer does)."
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        yield ProgressEvent("train", 0, 10)
+        os._exit(7)
+
+
+def endless_work(*, cancel: CancelToken) -> Iterator[ProgressEvent]:
+    """Work that runs until cancelled, reporting its process id (for the orphan test)."""
+    while True:
+        cancel.raise_if_cancelled()
+        time.sleep(0.02)
+        yield ProgressEvent("work", metrics={"pid": os.getpid()})
+
+
+def crashing_work(*, cancel: CancelToken) -> Iterator[ProgressEvent]:
+    """Work whose process dies at once without a word."""
+    yield from ()
+    os._exit(5)
+
+
+def process_running(pid: int) -> bool:
+    """True while ``pid`` is a live process (a zombie counts as ended). Linux /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
