@@ -137,3 +137,25 @@ def test_the_grid_repaints_when_a_thumbnail_arrives(qtbot, tmp_path):
     shown = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
     assert (shown.width(), shown.height()) == (60, 20)  # the photo itself, aspect kept
     loader.shutdown()
+
+
+def test_grid_columns_map_thumbnails_to_rows_in_either_order(qtbot):
+    import numpy as np
+
+    loader = ThumbnailLoader()
+    model = PhotoGridModel(loader)
+    model.set_columns(np.array([30, 10, 20]), ["/c.jpg", "/a.jpg", "/b.jpg"], np.array([0.5, np.nan, 0.1]),
+                      ["h30", None, "h20"])
+    assert [model.photo(r).id for r in range(3)] == [30, 10, 20]
+    assert model.photo(1).confidence is None and model.photo(0).content_hash == "h30"
+    changed = []
+    model.dataChanged.connect(lambda top, bottom, roles: changed.append(top.row()))
+    loader.loaded.emit("photo:20")
+    model.set_least_confident_first(True)
+    assert [model.photo(r).id for r in range(3)] == [20, 30, 10]
+    loader.loaded.emit("photo:20")
+    loader.loaded.emit("photo:10")
+    loader.loaded.emit("photo:99")  # not in this grid: nothing to repaint
+    assert changed == [2, 0, 2]
+    with pytest.raises(ValueError):
+        model.set_columns(np.array([1]), [], np.array([0.1]), [None])

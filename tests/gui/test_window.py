@@ -187,3 +187,62 @@ def test_a_large_cluster_loads_into_the_grid_in_the_background(qtbot, scanned, m
     qtbot.waitUntil(lambda: window.photo_model.rowCount() == second.size, timeout=10_000)
     assert {window.photo_model.photo(r).id for r in range(second.size)} == \
         {p.id for p in window.catalog.photos_in(second.id)}
+
+
+def test_dragging_a_large_cluster_uses_the_file_list_read_in_the_background(qtbot, scanned, monkeypatch):
+    from photocluster.gui import main_window
+
+    window = scanned
+    window.method_picker.set_method("kmeans")
+    window.method_picker.set_param_values({"n_init": 1})
+    window.method_picker.set_n_clusters(3)
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    monkeypatch.setattr(main_window, "SYNC_GRID_LOAD_LIMIT", 2)  # every cluster counts as large now
+    cluster = window.cluster_model.cluster(1)
+    expected = sorted(Path(p.path).resolve() for p in window.catalog.photos_in(cluster.id))
+    with qtbot.waitSignal(window.grid_loaded, timeout=10_000):
+        window.select_cluster(cluster.id)
+
+    def no_catalog_reads_on_the_gui_thread(*args, **kwargs):
+        raise AssertionError("the drag read the catalog in the GUI thread")
+
+    monkeypatch.setattr(window.catalog, "photos_in", no_catalog_reads_on_the_gui_thread)
+    mime = window.cluster_model.mimeData([window.cluster_model.index(1)])
+    assert sorted(Path(url.toLocalFile()) for url in mime.urls()) == expected
+
+
+def test_cluster_drag_data_carries_100k_file_urls(qtbot, tmp_path):
+    from photocluster.gui.jobs import file_uri_list
+    from photocluster.gui.models import ClusterListModel, ClusterRow, ThumbnailLoader
+
+    paths = [str(tmp_path / f"a folder/photo #{i} é.jpg") for i in range(100_000)]
+    uris = file_uri_list(paths)
+    model = ClusterListModel(ThumbnailLoader(), cluster_uri_list=lambda cluster_id: uris)
+    model.set_clusters([ClusterRow(id=1, name="big", size=len(paths))])
+    urls = model.mimeData([model.index(0)]).urls()
+    assert len(urls) == 100_000
+    assert urls[0].isLocalFile() and urls[0].toLocalFile() == paths[0]  # spaces, '#' and accents survive
+    assert urls[-1].toLocalFile() == paths[-1]
+
+
+def test_a_large_catalog_reads_its_cluster_list_off_the_gui_thread(qtbot, scanned, monkeypatch):
+    from photocluster.gui import main_window
+
+    window = scanned
+    window.method_picker.set_method("kmeans")
+    window.method_picker.set_param_values({"n_init": 1})
+    window.method_picker.set_n_clusters(3)
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    monkeypatch.setattr(main_window, "SYNC_CLUSTER_LIST_LIMIT", 10)  # 24 photos count as a large catalog
+    cluster = window.cluster_model.cluster(0)
+
+    def no_catalog_reads_on_the_gui_thread(*args, **kwargs):
+        raise AssertionError("the cluster list was read in the GUI thread")
+
+    window.catalog.rename(cluster.id, "Renamed elsewhere")
+    monkeypatch.setattr(window.catalog, "clusters", no_catalog_reads_on_the_gui_thread)
+    with qtbot.waitSignal(window.clusters_refreshed, timeout=10_000):
+        window.refresh_clusters()
+        assert window.cluster_model.cluster(0).name != "Renamed elsewhere"  # not yet: it is being read
+    assert window.cluster_model.cluster(0).name == "Renamed elsewhere"
+    assert sum(c.size for c in window.cluster_model.clusters()) == 24
