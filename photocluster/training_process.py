@@ -27,7 +27,9 @@ which is unsafe in a process running Qt and other threads. This module is Qt-fre
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
+import multiprocessing.util  # registers its exit handler now, so that ours (below) runs before it
 import os
 import pickle
 import threading
@@ -50,6 +52,10 @@ POLL_SECONDS = 0.05
 #: Progress events without news (same stage, no message) are forwarded at most this often; a method that
 #: yields every batch would otherwise flood the window with signals.
 MIN_EVENT_INTERVAL = 0.1
+
+
+#: Children started here and not yet stopped, with their cancel events (stopped at interpreter exit).
+_LIVE: dict[Any, Any] = {}
 
 
 class TrainingProcessError(RuntimeError):
@@ -240,6 +246,7 @@ def start_in_process(func: Callable[..., Iterator[Any]], *args: Any, cancel: Can
         process.start()
     finally:
         sender.close()  # the child holds the only sending end: a dead child reads as end of file
+    _LIVE[process] = cancel_event
     return _relay(process, receiver, cancel_event, cancel, grace_seconds)
 
 
@@ -280,7 +287,17 @@ def _relay(process: Any, receiver: Any, cancel_event: Any, cancel: CancelToken,
                     break
     finally:
         stop_process(process, cancel_event, grace_seconds)
+        _LIVE.pop(process, None)
         receiver.close()
+
+
+@atexit.register
+def _stop_live_children() -> None:
+    """At exit, stop children whose relay never ended (an app quitting without closing its jobs): without
+    this, multiprocessing's own exit handler would wait for them to finish training."""
+    for process, cancel_event in list(_LIVE.items()):
+        stop_process(process, cancel_event, 0.5)
+        _LIVE.pop(process, None)
 
 
 # -- the training job that runs in the child ----------------------------------------------------------
@@ -335,6 +352,8 @@ class TrainingResult:
         Photos that passed the scan but could not be decoded, with reasons.
     run_id:
         The catalog's id of this run, when it was recorded in a catalog.
+    photo_rows:
+        For each row, its index in the photo list given to :func:`train_photos` (int64).
     """
 
     photos: list[Any]
@@ -345,6 +364,7 @@ class TrainingResult:
     notes: list[str] = field(default_factory=list)
     decode_skipped: list[Any] = field(default_factory=list)
     run_id: int | None = None
+    photo_rows: np.ndarray | None = None
 
 
 def record_run_in_catalog(catalog_path: str, run_id: int, photos: Sequence[Any], labels: np.ndarray,
@@ -362,13 +382,16 @@ def record_run_in_catalog(catalog_path: str, run_id: int, photos: Sequence[Any],
 
 def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, cancel: CancelToken,
                  method_cls: type | None = None, catalog_path: str | None = None,
-                 run_id: int | None = None) -> Iterator[ProgressEvent]:
+                 run_id: int | None = None, return_photos: bool = True) -> Iterator[ProgressEvent]:
     """Decode (cached) → choose k when asked → ``fit_steps`` → record in the catalog; returns a :class:`TrainingResult`.
 
     ``params`` without ``n_clusters`` means "auto" for methods that take one: k is estimated by the headless
     mode's rule (best silhouette of k-means on image features). ``method_cls`` is the method's class when the
     caller registered it itself (a plug-in, a test): a child process knows only the built-in methods until
     it is told. With ``catalog_path`` and ``run_id`` the result is recorded in that catalog before returning.
+    ``return_photos=False`` leaves ``photos`` empty (``photo_rows`` says which of the given photos each row
+    is): a child process then sends back numbers only, no objects for the parent to rebuild — unpickling
+    200 photo records in the GUI process's relay thread was measured to stall its event loop 300 ms.
     """
     from photocluster.library.decode import LibraryDecoder
     from photocluster.methods.base import _load_builtin_methods, get_method, method_class, register
@@ -413,8 +436,11 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
                                              f"({threads} compute thread{'s' if threads > 1 else ''})")
         yield from estimator.fit_steps(dataset, cancel=cancel)
     confidence = getattr(estimator, "confidence_", None)
+    row_of_path = {str(p.path): i for i, p in enumerate(photos)}
     result = TrainingResult(
-        photos=list(decoded.photos),
+        photos=list(decoded.photos) if return_photos else [],
+        photo_rows=np.fromiter((row_of_path[str(p.path)] for p in decoded.photos), dtype=np.int64,
+                               count=len(decoded.photos)),
         labels=np.asarray(estimator.labels_, dtype=np.int64),
         confidence=None if confidence is None else np.asarray(confidence, dtype=np.float64),
         method=method,
@@ -425,6 +451,6 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
     if catalog_path is not None and run_id is not None:
         cancel.raise_if_cancelled()
         yield ProgressEvent("save", message="saving the clusters in the catalog")
-        record_run_in_catalog(catalog_path, run_id, result.photos, result.labels, result.confidence)
+        record_run_in_catalog(catalog_path, run_id, decoded.photos, result.labels, result.confidence)
         result.run_id = run_id
     return result

@@ -99,7 +99,8 @@ def training_job(
         if in_child_process:
             try:
                 work = start_in_process(train_photos, list(photos), method, dict(params), cancel=cancel,
-                                        method_cls=method_cls, catalog_path=catalog_path, run_id=run_id)
+                                        method_cls=method_cls, catalog_path=catalog_path, run_id=run_id,
+                                        return_photos=False)
             except (OSError, RuntimeError) as exc:
                 yield ProgressEvent("train", message=f"cannot start a training process ({exc}); "
                                                      "training in this process instead")
@@ -107,6 +108,8 @@ def training_job(
             work = train_photos(list(photos), method, dict(params), cancel=cancel, method_cls=method_cls,
                                 catalog_path=catalog_path, run_id=run_id)
         result = yield from work
+        if not result.photos:  # sent back as row numbers (see train_photos)
+            result.photos = [photos[i] for i in result.photo_rows.tolist()]
     except Cancelled:
         if run_id is not None:
             catalog.finish_run(run_id, status="cancelled")

@@ -157,8 +157,10 @@ def test_cancel_raises_cancelled_in_the_caller():
     assert not process_running(pid)
 
 
-def test_a_child_whose_parent_dies_stops_by_itself(tmp_path):
-    """The GUI process killed outright (no cleanup): its training child must not run on as an orphan."""
+@pytest.mark.parametrize("ending", ["os._exit(0)", "sys.exit(0)"])
+def test_a_child_whose_parent_ends_does_not_outlive_it(tmp_path, ending):
+    """The GUI process killed outright (no cleanup), or exiting without closing its job: its training child
+    must not run on as an orphan, nor keep the parent from exiting."""
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent("""
         import os, sys
@@ -169,10 +171,10 @@ def test_a_child_whose_parent_dies_stops_by_itself(tmp_path):
         if __name__ == "__main__":
             relay = run_in_process(endless_work, cancel=CancelToken())
             print(next(relay).metrics["pid"], flush=True)
-            os._exit(0)  # no finally, no cleanup: as if killed
-    """))
+            ENDING  # os._exit: no finally, no cleanup, as if killed; sys.exit: the relay is never closed
+    """).replace("ENDING", ending))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), *sys.path]))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     pid = int(out.stdout.split()[0])
     deadline = time.monotonic() + 10
