@@ -380,6 +380,9 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.source() is not None:  # a drag from inside the app (photos, a cluster) is not a folder to add;
+            event.ignore()             # and listing a 100k cluster's URLs here would stall the window
+            return
         if event.mimeData().hasUrls() and any(Path(u.toLocalFile()).is_dir() for u in event.mimeData().urls()
                                               if u.isLocalFile()):
             event.acceptProposedAction()
