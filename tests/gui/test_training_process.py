@@ -105,8 +105,8 @@ def test_a_child_that_ignores_cancel_is_terminated(qtbot, scanned, dialogs):
     with qtbot.waitSignal(window.job_finished, timeout=4000) as finished:
         window.cancel_work()
     assert finished.args == ["train", "cancelled"]
-    qtbot.waitUntil(lambda: not process_running(pid), timeout=2000)
     assert not window.busy and window.train_button.isEnabled() and not dialogs.shown
+    qtbot.waitUntil(lambda: not process_running(pid), timeout=6000)  # terminated after its stop grace
 
 
 @pytest.mark.parametrize("method, reason", [
@@ -134,8 +134,8 @@ def test_closing_the_window_while_training_stops_the_child(qtbot, scanned, dialo
     dialogs.answer = QMessageBox.StandardButton.Yes
     window.close()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
-    assert not process_running(pid)  # no orphan: the window closed only after the child had gone
     assert window.catalog is None
+    qtbot.waitUntil(lambda: not process_running(pid), timeout=6000)  # no orphan: ended after its stop grace
 
 
 def test_closing_the_relay_stops_the_child():
@@ -143,6 +143,9 @@ def test_closing_the_relay_stops_the_child():
     pid = int(next(relay).metrics["pid"])
     assert process_running(pid)
     relay.close()  # what the worker does when it abandons a job (window closing, grace expired)
+    deadline = time.monotonic() + 6
+    while process_running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not process_running(pid)
 
 
@@ -154,6 +157,9 @@ def test_cancel_raises_cancelled_in_the_caller():
     with pytest.raises(Cancelled):
         for _ in relay:
             pass
+    deadline = time.monotonic() + 6
+    while process_running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not process_running(pid)
 
 
