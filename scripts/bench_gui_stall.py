@@ -212,7 +212,64 @@ def grid_benchmark(app, probe: StallProbe, home: Path, n_photos: int) -> None:
     n_urls = mime.data("text/uri-list").count(b"\r\n")
     print(f"grid: drag data of the whole cluster built in {built:.0f} ms on the GUI thread "
           f"({n_urls} file URLs)", flush=True)
+    edit_benchmark(probe, window, catalog, ids, cluster_id, n_photos)
     window.close()
+
+
+def edit_benchmark(probe: StallProbe, window, catalog, ids: list[int], big_id: int, n_photos: int) -> None:
+    """Edits of the large cluster through the window, each measured from the click until the grid shows
+    the result: move half of it to another cluster, undo, redo, undo; merge it (whole) into the other
+    cluster, undo, redo; split the merged cluster in two, undo, redo.
+
+    The split's k-means is replaced by alternating labels (the photos are placeholders, there is nothing to
+    decode): what is measured is the window's own part — reading the cluster, recording the split.
+    """
+    import numpy as np
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from photocluster.gui import jobs, main_window
+
+    def fake_split_job(paths, content_hashes, n_parts, *, cancel):
+        yield from ()
+        return np.arange(len(paths), dtype=np.int64) % n_parts
+
+    for module in (jobs, main_window):  # main_window imported split_job by name before the split moved
+        if hasattr(module, "split_job"):
+            setattr(module, "split_job", fake_split_job)
+
+    def measure(label: str, start, phase: str) -> None:
+        loop = QEventLoop()
+        window.grid_loaded.connect(loop.quit)
+        guard = QTimer()
+        guard.setSingleShot(True)
+        guard.timeout.connect(loop.quit)
+        guard.start(300_000)
+        probe.start()
+        began = time.perf_counter()
+        QTimer.singleShot(0, start)
+        loop.exec()
+        seconds = time.perf_counter() - began
+        window.grid_loaded.disconnect(loop.quit)
+        timed_out = not guard.isActive()
+        sizes = ", ".join(f"{c.name}: {c.size}" for c in window.cluster_model.clusters())
+        print(summarise(f"edit: {label}", probe.stop(), seconds, phase)
+              + (" [TIMED OUT]" if timed_out else "") + f" → {sizes}; grid shows {window.photo_model.rowCount()}",
+              flush=True)
+
+    other_id = catalog.create_cluster("Other", [])
+    half = ids[: n_photos // 2]
+    measure("select the large cluster (setup)", lambda: window.refresh_clusters(select=big_id), "edit setup")
+    measure(f"move {len(half)} photos to another cluster", lambda: window.move_photos(half, other_id), "edit move")
+    measure("undo the move", window.undo, "edit undo move")
+    measure("redo the move", window.redo, "edit redo move")
+    measure("undo the move again", window.undo, "edit undo move")
+    measure(f"merge the {n_photos}-photo cluster into another",
+            lambda: window.merge_clusters([big_id, other_id], into=other_id), "edit merge")
+    measure("undo the merge", window.undo, "edit undo merge")
+    measure("redo the merge", window.redo, "edit redo merge")
+    measure(f"split the {n_photos}-photo cluster in two", lambda: window.split_cluster(other_id, 2), "edit split")
+    measure("undo the split", window.undo, "edit undo split")
+    measure("redo the split", window.redo, "edit redo split")
 
 
 def main() -> int:

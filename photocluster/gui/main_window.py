@@ -711,7 +711,13 @@ class MainWindow(QMainWindow):
         if len(ids) < 2:
             self.statusBar().showMessage("Select two or more clusters to merge (Ctrl+click)", 5000)
             return False
-        return self._edit(f"merge {len(ids)} clusters", lambda: self.catalog.merge(ids), ids[0])
+        return self.merge_clusters(ids)
+
+    def merge_clusters(self, cluster_ids: Sequence[int], into: int | None = None) -> bool:
+        """Merge clusters into ``into`` (default: the first given), which keeps its id, name and lock."""
+        ids = list(cluster_ids)
+        target = ids[0] if into is None else into
+        return self._edit(f"merge {len(ids)} clusters", lambda: self.catalog.merge(ids, into=target), target)
 
     def toggle_lock(self) -> bool:
         ids = self.selected_cluster_ids()
