@@ -8,7 +8,7 @@ method asked for (default: all five deep and classical families measured for iss
 tlfwr, dac, mmdc — with their seconds-long ``smoke_params``), measuring from the Train click until the
 clusters are shown (so the catalog write after training counts too). The scan is measured as well; with
 ``--grid-photos`` a synthetic cluster of that many photos is opened, loaded, renamed, re-sorted, scrolled
-and dragged out. A summary (longest stall per phase over all repeats) ends the output. Catalog and cache
+and dragged out, then edited (half of it moved, the whole merged, split; undo and redo of each). A summary (longest stall per phase over all repeats) ends the output. Catalog and cache
 live in a temporary PHOTOCLUSTER_HOME.
 
     .venv/bin/python scripts/bench_gui_stall.py [--method kmeans --method dac] [--repeat 3] [--cancel-after 3]
@@ -160,7 +160,7 @@ def grid_benchmark(app, probe: StallProbe, home: Path, n_photos: int) -> None:
     window = MainWindow(catalog=catalog, settings=QSettings(str(home / "grid.ini"), QSettings.Format.IniFormat))
     window.show()
     print(f"grid: opening a window on it took {1000 * (time.perf_counter() - began):.0f} ms before it shows "
-          "(start-up: reads the cluster list; the 100k grid then loads in the background)", flush=True)
+          "(start-up; the cluster list and then the 100k grid are read in the background)", flush=True)
     loop = QEventLoop()
     window.grid_loaded.connect(loop.quit)
     probe.start()

@@ -21,8 +21,9 @@ API overview
         catalog.undo(); catalog.redo(); catalog.can_undo(); catalog.undo_description()
         catalog.export_items()                 # list[ExportItem] for photocluster.library.export
 
-    # also: photo(id), photos(), unassigned_photos(), cluster(id), runs(), run_labels(run_id),
-    # finish_run(run_id, "failed" | "cancelled"), history(), can_redo(), redo_description(), undo_depth
+    # also: photo(id), photos(), unassigned_photos(), cluster(id), assigned_photo_count(), runs(),
+    # run_labels(run_id), finish_run(run_id, "failed" | "cancelled"), history(), can_redo(), redo_description(),
+    # undo_depth
 
 Every read returns plain frozen dataclasses (:class:`PhotoRow`, :class:`ClusterInfo`, :class:`RunInfo`,
 :class:`ActionInfo`); every mistake a user or caller can make (unknown id, empty name, a split that does
@@ -595,6 +596,10 @@ class Catalog:
             ClusterInfo(r["id"], r["name"], r["size"], bool(r["locked"]), representatives.get(r["id"]), r["run_id"])
             for r in rows
         ]
+
+    def assigned_photo_count(self) -> int:
+        """How many photos are in a cluster: one indexed count, cheap even when :meth:`clusters` is not."""
+        return int(self._query("SELECT COUNT(*) FROM assignments")[0][0])
 
     def cluster(self, cluster_id: int) -> ClusterInfo:
         for info in self.clusters():
