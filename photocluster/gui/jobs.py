@@ -303,9 +303,13 @@ def split_cluster_job(
 
     ``photos`` (ids, paths, content hashes) when the caller has read them (a small cluster); otherwise they
     are read here, in a helper process as for the grid: 100,000 rows took 1.7 s, and reading them in a
-    thread of the window's process stalls its event loop (see :func:`cluster_rows_job`).
+    thread of the window's process stalls its event loop (see :func:`cluster_rows_job`). A large cluster's
+    images are then loaded and clustered in a child process as well, like training and for the same reason
+    (k-means and the decoding of thousands of photos hold the GIL for long stretches); a small one is split
+    in this thread, which costs less than starting a process.
     """
-    if photos is None:
+    large = photos is None
+    if large:
         yield ProgressEvent("load", message="reading the cluster's photos")
         columns = yield from _in_helper_process(read_cluster_columns, catalog_path, cluster_id, stage="load")
         cancel.raise_if_cancelled()
@@ -313,7 +317,15 @@ def split_cluster_job(
         photos = (columns["ids"].tolist(), columns["paths"].split("\0") if n else [],
                   [h or None for h in columns["hashes"].split("\0")] if n else [])
     photo_ids, paths, hashes = photos
-    labels = yield from split_job(paths, hashes, n_parts, cancel=cancel)
+    work = None
+    if large:
+        try:
+            work = start_in_process(split_job, list(paths), list(hashes), n_parts, cancel=cancel)
+        except (OSError, RuntimeError) as exc:
+            yield ProgressEvent("split", message=f"cannot start a helper process ({exc}); splitting here")
+    if work is None:
+        work = split_job(paths, hashes, n_parts, cancel=cancel)
+    labels = yield from work
     return list(photo_ids), labels
 
 

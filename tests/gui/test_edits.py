@@ -8,11 +8,13 @@ helper (over ``SYNC_EDIT_LIMIT`` photos) and the cluster list is read in the bac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import guitools
 from photocluster.gui import main_window
 from photocluster.gui.edits import SYNC_EDIT_LIMIT
 from photocluster.library.catalog import Catalog
@@ -103,11 +105,9 @@ def test_merge_and_split_of_a_large_cluster_match_the_synchronous_edits_and_undo
     window, reference, ids, a, b = large
     from photocluster.gui import jobs
 
-    def alternate(paths, content_hashes, n_parts, *, cancel):  # k-means needs image files; labels suffice
-        yield from ()
-        return np.arange(len(paths), dtype=np.int64) % n_parts
-
-    monkeypatch.setattr(jobs, "split_job", alternate)
+    # k-means needs image files; labels suffice. A module-level function, so that the split's child process
+    # (a large cluster is split in one) can import it.
+    monkeypatch.setattr(jobs, "split_job", guitools.alternating_split)
     monkeypatch.setattr(main_window, "SYNC_GRID_LOAD_LIMIT", 100)  # the split reads the cluster in a helper
     initial = state(reference)
     forbid_gui_thread_writes(monkeypatch, window.catalog)
@@ -118,9 +118,14 @@ def test_merge_and_split_of_a_large_cluster_match_the_synchronous_edits_and_undo
     assert same_state(window.catalog, reference)
     assert [(c.id, c.size) for c in window.cluster_model.clusters()] == [(b, N_PHOTOS)]
 
+    seen = []
+    show = window._on_progress
+    monkeypatch.setattr(window, "_on_progress", lambda event: (seen.append(event), show(event)))
     with qtbot.waitSignals([window.job_finished, window.edits_saved, window.clusters_refreshed],
                            order="strict", timeout=60_000):
         assert window.split_cluster(b, 3)
+    split_pids = {e.metrics["pid"] for e in seen if e.stage == "split" and "pid" in e.metrics}
+    assert split_pids and os.getpid() not in split_pids  # a large cluster is clustered in a child process
     order = [p.id for p in reference.photos_in(b)]  # the order the job reads them in
     reference.split(b, order, np.arange(len(order)) % 3)
     assert same_state(window.catalog, reference)
