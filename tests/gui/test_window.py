@@ -30,6 +30,14 @@ def start_slow_training(qtbot, window):
                     and e.metrics.get("loss") is not None, timeout=30_000)
 
 
+
+def train_three_clusters(qtbot, window) -> None:
+    """Cluster the scanned folder into 3 with a one-restart k-means (the setup of the browse/drag tests)."""
+    window.method_picker.set_method("kmeans")
+    window.method_picker.set_param_values({"n_init": 1})
+    window.method_picker.set_n_clusters(3)
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+
 def test_cancel_mid_training_stops_and_keeps_the_window_usable(qtbot, scanned, dialogs):
     window = scanned
     start_slow_training(qtbot, window)
@@ -96,10 +104,7 @@ def test_dropping_folders_onto_the_window_adds_and_scans_them(qtbot, window, gen
 
 def test_dragging_a_cluster_out_carries_its_photo_files(qtbot, scanned):
     window = scanned
-    window.method_picker.set_method("kmeans")
-    window.method_picker.set_param_values({"n_init": 1})
-    window.method_picker.set_n_clusters(3)
-    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    train_three_clusters(qtbot, window)
     cluster = window.cluster_model.cluster(1)
     mime = window.cluster_model.mimeData([window.cluster_model.index(1)])
     files = sorted(Path(url.toLocalFile()) for url in mime.urls())
@@ -153,10 +158,7 @@ def test_theme_follows_the_forced_scheme(monkeypatch):
 
 def test_double_click_preview_shows_the_photo_large(qtbot, scanned):
     window = scanned
-    window.method_picker.set_method("kmeans")
-    window.method_picker.set_param_values({"n_init": 1})
-    window.method_picker.set_n_clusters(3)
-    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    train_three_clusters(qtbot, window)
     index = window.photo_model.index(0)
     dialog = window.preview_photo(index)
     qtbot.waitUntil(lambda: dialog.image is not None, timeout=10_000)
@@ -170,10 +172,7 @@ def test_a_large_cluster_loads_into_the_grid_in_the_background(qtbot, scanned, m
     from photocluster.gui import main_window
 
     window = scanned
-    window.method_picker.set_method("kmeans")
-    window.method_picker.set_param_values({"n_init": 1})
-    window.method_picker.set_n_clusters(3)
-    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    train_three_clusters(qtbot, window)
     monkeypatch.setattr(main_window, "SYNC_GRID_LOAD_LIMIT", 2)  # every cluster counts as large now
     first, second = window.cluster_model.clusters()[:2]
     with qtbot.waitSignal(window.grid_loaded, timeout=10_000) as loaded:
@@ -193,10 +192,7 @@ def test_dragging_a_large_cluster_uses_the_file_list_read_in_the_background(qtbo
     from photocluster.gui import main_window
 
     window = scanned
-    window.method_picker.set_method("kmeans")
-    window.method_picker.set_param_values({"n_init": 1})
-    window.method_picker.set_n_clusters(3)
-    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    train_three_clusters(qtbot, window)
     monkeypatch.setattr(main_window, "SYNC_GRID_LOAD_LIMIT", 2)  # every cluster counts as large now
     cluster = window.cluster_model.cluster(1)
     expected = sorted(Path(p.path).resolve() for p in window.catalog.photos_in(cluster.id))
@@ -229,10 +225,7 @@ def test_a_large_catalog_reads_its_cluster_list_off_the_gui_thread(qtbot, scanne
     from photocluster.gui import main_window
 
     window = scanned
-    window.method_picker.set_method("kmeans")
-    window.method_picker.set_param_values({"n_init": 1})
-    window.method_picker.set_n_clusters(3)
-    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    train_three_clusters(qtbot, window)
     monkeypatch.setattr(main_window, "SYNC_CLUSTER_LIST_LIMIT", 10)  # 24 photos count as a large catalog
     cluster = window.cluster_model.cluster(0)
 
