@@ -75,6 +75,10 @@ class BrokenMethod(base.ClusteringMethod):
 
     def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
         yield ProgressEvent("train", 0, 10)
+        self.fail()
+
+    def fail(self) -> None:
+        """How this method fails after its first event (subclasses fail in other ways)."""
         raise ValueError("the network diverged (loss is NaN)")
 
 
@@ -101,8 +105,7 @@ class UnpicklableErrorMethod(BrokenMethod):
     name = "test-unpicklable-error"
     description = "A test method that raises an exception which cannot be pickled."
 
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
-        yield ProgressEvent("train", 0, 10)
+    def fail(self) -> None:
         raise _UnpicklableError("the GPU fell off the bus")
 
 
@@ -110,8 +113,7 @@ class CrashingMethod(BrokenMethod):
     name = "test-crashing"
     description = "A test method whose process dies without a word (as the out-of-memory killer does)."
 
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
-        yield ProgressEvent("train", 0, 10)
+    def fail(self) -> None:
         os._exit(7)
 
 
