@@ -105,10 +105,10 @@ def _download_default(name: str, progress: bool) -> dict[str, torch.Tensor]:
             partial.unlink(missing_ok=True)
             raise UsageError(_offline_message(name, f"no network: {exc}")) from None
         partial.replace(target)
-    return _load_state_dict_file(target)
+    return load_state_dict_file(target)
 
 
-def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UsageError(f"weights file {path} does not exist")
     try:
@@ -154,7 +154,7 @@ def build_backbone(name: str = "alexnet", weights: str | Path | None = "default"
     if isinstance(weights, str) and weights.lower() == "default":
         state = _download_default(name, progress)
     else:
-        state = _load_state_dict_file(Path(weights).expanduser())
+        state = load_state_dict_file(Path(weights).expanduser())
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -268,7 +268,8 @@ class CCNN(ClusteringMethod):
             ParamSpec("network", str, "auto", "ccnn (pre-trained trunk, 224 px) or digits (simplified CCNN, native "
                       "size); auto picks digits for images up to 64 px", choices=NETWORKS),
             ParamSpec("backbone", str, "alexnet", "trunk of the ccnn network", choices=("alexnet", "resnet18", "resnet50")),
-            ParamSpec("weights", str, "default", "trunk weights: default (ImageNet, downloaded once), a file path, or none"),
+            ParamSpec("weights", str, "default", "trunk weights: default (ImageNet, downloaded once), a file path, or none; "
+                      "the digit network has no published weights, only a local file of its trunk"),
             ParamSpec("adapt_channels", str, "", "adaptation conv widths before the k-channel conv, e.g. 6144,2048 "
                       "(empty = paper: 6144,2048 for ccnn, 128 for digits)"),
             ParamSpec("input_size", int, 0, "input side in pixels for the ccnn network (0 = backbone's 224)", minimum=0),

@@ -13,7 +13,8 @@ Conv1–5 can be swapped for a ResNet-18/50 trunk (everything up to ``layer4``),
 Simplified CCNN for digits (Fig. 4: "removing some convolution layers to fit the data type"; the figure's
 exact widths are not in the text, so this is our reading): two 5×5 conv + max-pool stages instead of
 AlexNet conv1–5, a two-conv adaptation layer (128 channels, then k), the same global max-pool, FC9 and
-softmax head. It is trained from scratch (no ImageNet weights exist for it), like the paper's MNIST run.
+softmax head. It is trained from scratch (no ImageNet weights exist for it), like the paper's MNIST run, unless
+a local state dict of its trunk is given (``scripts/pretrain_digit_trunk.py`` makes one from Fashion-MNIST).
 """
 
 from __future__ import annotations
@@ -106,6 +107,28 @@ def _digit_trunk(in_channels: int) -> nn.Sequential:
     return trunk
 
 
+def _digit_trunk_with_weights(in_channels: int, weights: str | Path | None) -> nn.Sequential:
+    """The digit trunk, from scratch unless ``weights`` names a local state dict of it.
+
+    No published weights exist for this trunk, so "default" and "none" both mean random init. A file lets
+    the CCNN protocol (trunk pre-trained on another labelled data set, then clustering a new one) be run
+    offline: ``scripts/pretrain_digit_trunk.py`` writes one from Fashion-MNIST.
+    """
+    trunk = _digit_trunk(in_channels)
+    if weights is None or (isinstance(weights, str) and weights.lower() in ("none", "default")):
+        return trunk
+    from photocluster.errors import UsageError
+    from photocluster.features.pretrained import load_state_dict_file
+
+    state = load_state_dict_file(Path(weights).expanduser())
+    try:
+        trunk.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "keys do not match"
+        raise UsageError(f"weights {weights} do not fit the digit CCNN trunk: {first_line}") from None
+    return trunk
+
+
 def build_ccnn_net(
     n_clusters: int,
     network: str = "ccnn",
@@ -127,7 +150,8 @@ def build_ccnn_net(
     backbone:
         Trunk of the full network: "alexnet" (paper), "resnet18" or "resnet50".
     weights:
-        Trunk weights, as :func:`photocluster.features.pretrained.build_backbone` takes them.
+        Trunk weights, as :func:`photocluster.features.pretrained.build_backbone` takes them; for "digits"
+        only a local state dict of the digit trunk counts ("default" = "none" = random init).
     in_channels:
         Input channels of the digit network (the full network always takes RGB).
     adapt_channels:
@@ -139,7 +163,7 @@ def build_ccnn_net(
     if n_clusters < 2:
         raise ValueError("n_clusters must be at least 2")
     if network == "digits":
-        return CCNNNet(_digit_trunk(in_channels), 64, n_clusters, tuple(adapt_channels))
+        return CCNNNet(_digit_trunk_with_weights(in_channels, weights), 64, n_clusters, tuple(adapt_channels))
     if network != "ccnn":
         raise ValueError(f"unknown CCNN network {network!r}; choose ccnn or digits")
     # Imported here: torchvision takes seconds to import, and the digit network does not need it.

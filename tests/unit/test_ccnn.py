@@ -244,3 +244,23 @@ def test_full_network_takes_its_trunk_from_a_local_state_dict(tmp_path, backbone
         probabilities = net(torch.randn(2, 3, 64, 64))
     assert h.shape == (2, 5) and bool((h >= 0).all())  # FC9 + ReLU
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
+
+
+def test_digit_network_takes_its_trunk_from_a_local_state_dict_and_rejects_a_foreign_one(tmp_path):
+    torch.manual_seed(3)
+    donor = build_ccnn_net(4, network="digits", weights="none", in_channels=1, adapt_channels=(8,))
+    path = tmp_path / "trunk.pt"
+    torch.save(donor.trunk.state_dict(), path)
+    torch.manual_seed(4)  # a different random init, so equality can only come from the file
+    net = build_ccnn_net(4, network="digits", weights=path, in_channels=1, adapt_channels=(8,))
+    for (name, loaded), (_, saved) in zip(net.trunk.state_dict().items(), donor.trunk.state_dict().items()):
+        assert torch.equal(loaded, saved), name
+    fresh = build_ccnn_net(4, network="digits", weights="default", in_channels=1, adapt_channels=(8,))
+    assert not torch.equal(next(fresh.trunk.parameters()), next(donor.trunk.parameters()))  # default = random
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"conv.weight": torch.zeros(3)}, foreign)
+    with pytest.raises(UsageError, match="do not fit the digit CCNN trunk"):
+        build_ccnn_net(4, network="digits", weights=foreign, in_channels=1, adapt_channels=(8,))
+    with pytest.raises(UsageError, match="does not exist"):
+        build_ccnn_net(4, network="digits", weights=tmp_path / "missing.pt", in_channels=1, adapt_channels=(8,))
