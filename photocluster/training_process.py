@@ -365,6 +365,9 @@ class TrainingResult:
         Sentences for the log (how k was chosen, decode counts).
     decode_skipped:
         Photos that passed the scan but could not be decoded, with reasons.
+    warnings:
+        Sentences the person must see about the result itself (e.g. a collapsed training:
+        :func:`photocluster.result_check.result_warnings`); also in ``notes``.
     run_id:
         The catalog's id of this run, when it was recorded in a catalog.
     photo_rows:
@@ -378,6 +381,7 @@ class TrainingResult:
     params: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     decode_skipped: list[Any] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     run_id: int | None = None
     photo_rows: np.ndarray | None = None
 
@@ -451,17 +455,25 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
                                              f"({threads} compute thread{'s' if threads > 1 else ''})")
         yield from estimator.fit_steps(dataset, cancel=cancel)
     confidence = getattr(estimator, "confidence_", None)
+    labels = np.asarray(estimator.labels_, dtype=np.int64)
+    from photocluster.result_check import result_warnings
+
+    warnings = result_warnings(labels, params.get("n_clusters"), method)
+    for warning in warnings:
+        notes.append(warning)
+        yield ProgressEvent("check", message=warning)
     row_of_path = {str(p.path): i for i, p in enumerate(photos)}
     result = TrainingResult(
         photos=list(decoded.photos) if return_photos else [],
         photo_rows=np.fromiter((row_of_path[str(p.path)] for p in decoded.photos), dtype=np.int64,
                                count=len(decoded.photos)),
-        labels=np.asarray(estimator.labels_, dtype=np.int64),
+        labels=labels,
         confidence=None if confidence is None else np.asarray(confidence, dtype=np.float64),
         method=method,
         params=params,
         notes=notes,
         decode_skipped=list(decoded.skipped),
+        warnings=warnings,
     )
     if catalog_path is not None and run_id is not None:
         cancel.raise_if_cancelled()

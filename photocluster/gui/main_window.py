@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photocluster.gui.dialogs import ExportDialog, PreviewDialog, error_reason, show_error
+from photocluster.gui.dialogs import ExportDialog, PreviewDialog, error_reason, show_error, show_warning
 from photocluster.gui.edits import SYNC_EDIT_LIMIT, Call, Edit, EditQueue, apply_calls
 from photocluster.gui.jobs import (
     TrainingResult,
@@ -473,6 +473,8 @@ class MainWindow(QMainWindow):
         recorded = f" (run {result.run_id})" if result.run_id is not None else ""
         self.log_panel.log(f"{result.method}: {n_clusters} clusters of {len(result.labels)} photos{recorded}")
         self.refresh_clusters()
+        for warning in result.warnings:  # (already in the log as a progress message)
+            show_warning(self, "Check the clusters", warning)
 
     # ------------------------------------------------------------------------------------------
     # jobs

@@ -22,6 +22,7 @@ from photocluster.errors import UsageError
 from photocluster.library.decode import LibraryDecoder
 from photocluster.library.scan import FolderScan, SkippedFile, display_path
 from photocluster.progress import CancelToken, Cancelled, ProgressEvent
+from photocluster.result_check import result_warnings
 
 #: How many file names to print under each cluster.
 NAMES_PER_CLUSTER = 4
@@ -340,6 +341,8 @@ def _run(args: argparse.Namespace, folders: list[Path], method: str, k: int | No
     print_clusters(dataset.paths, groups)
     if note:
         print(note)
+    for warning in result_warnings(labels, params.get("n_clusters"), method):
+        print(f"photocluster: warning: {warning}", file=sys.stderr)
 
     if args.export:
         _export(args, dataset.paths, groups, confidence, token, quiet)

@@ -25,6 +25,7 @@ from photocluster.methods import base  # noqa: E402
 
 from guitools import (  # noqa: E402
     BrokenMethod,
+    CollapsingMethod,
     CrashingMethod,
     SlowMethod,
     StubbornMethod,
@@ -78,7 +79,7 @@ def dialogs(monkeypatch) -> DialogRecorder:
 @pytest.fixture(autouse=True)
 def fake_methods(monkeypatch) -> None:
     base._load_builtin_methods()
-    for method in (SlowMethod, BrokenMethod, StubbornMethod, UnpicklableErrorMethod, CrashingMethod):
+    for method in (SlowMethod, BrokenMethod, StubbornMethod, UnpicklableErrorMethod, CrashingMethod, CollapsingMethod):
         monkeypatch.setitem(base._REGISTRY, method.name, method)
 
 

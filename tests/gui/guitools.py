@@ -63,6 +63,18 @@ class SlowMethod(base.ClusteringMethod):
         self.confidence_ = np.ones(len(dataset))
 
 
+class CollapsingMethod(SlowMethod):
+    """Finishes after one step with every photo in cluster 0, as a deep method whose training collapsed."""
+
+    name = "test-collapsing"
+    description = "A test method whose result is one cluster."
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        yield ProgressEvent("train", 1, 1, {"loss": 0.0})
+        self.labels_ = np.zeros(len(dataset), dtype=np.int64)
+        self.confidence_ = np.ones(len(dataset))
+
+
 class BrokenMethod(base.ClusteringMethod):
     """Fails after its first progress event, as a method refusing its input would."""
 

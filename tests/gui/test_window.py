@@ -66,6 +66,27 @@ def test_a_failing_method_shows_an_error_dialog_with_the_reason(qtbot, scanned, 
     assert window.train_button.isEnabled()  # never a silent stop, never a stuck window
 
 
+def test_a_collapsed_training_keeps_its_clusters_and_warns(qtbot, scanned, dialogs):
+    window = scanned
+    window.method_picker.set_method("test-collapsing")
+    window.method_picker.set_n_clusters(3)
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")  # nothing failed...
+    assert window.cluster_model.rowCount() == 1  # ...the one cluster is shown as it is...
+    assert dialogs.shown == [("Check the clusters", "test-collapsing put 24 of 24 photos (100.0 %) into one "
+                              "cluster; 1 of the 3 clusters asked for is not empty. The training has probably "
+                              "collapsed: try another method (mmdc, kmeans) or other settings.")]
+    assert "probably collapsed" in window.log_panel.toPlainText()  # ...and the warning stays in the log
+
+
+def test_a_healthy_deep_training_shows_no_warning(qtbot, scanned, dialogs):
+    window = scanned
+    window.method_picker.set_method("test-slow")  # a "deep" method: checked, and its 3 clusters are even
+    window.method_picker.set_param_values({"steps": 2, "step_seconds": 0.01})
+    window.method_picker.set_n_clusters(3)
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    assert window.cluster_model.rowCount() == 3 and not dialogs.shown
+
+
 def test_training_before_any_scan_explains_why_not(window, dialogs):
     assert window.start_training() is False
     assert dialogs.texts() and "add a folder" in dialogs.texts()[0]

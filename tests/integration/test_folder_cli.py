@@ -17,6 +17,8 @@ import pytest
 from PIL import Image
 
 from photocluster.cli import main
+from photocluster.methods import base
+from photocluster.progress import ProgressEvent
 
 UNIT_TESTS = Path(__file__).resolve().parents[1] / "unit"
 sys.path.insert(0, str(UNIT_TESTS))
@@ -44,7 +46,9 @@ def test_sorts_photos_sample_into_k_clusters_with_a_dry_run(photos_sample, tmp_p
     argv = ["--headless", "--folder", str(photos_sample), "--method", "kmeans", "-k", "5",
             "--export", str(dest), "--dry-run", *FAST]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "warning" not in captured.err  # five real clusters: nothing collapsed
     assert "scan: 200 photos, 0 skipped" in out
     clusters = _clusters(out)
     assert len(clusters) == 5 and sum(size for _, size in clusters) == 200
@@ -185,3 +189,31 @@ def test_default_kmeans_on_photos_sample(photos_sample, tmp_path, capsys):
                  "--export", str(tmp_path / "out"), "--dry-run"]) == 0
     clusters = _clusters(capsys.readouterr().out)
     assert len(clusters) == 5 and sum(size for _, size in clusters) == 200
+
+
+class _CollapsingMethod(base.ClusteringMethod):
+    """Puts every photo into cluster 0, as a deep method whose training collapsed does."""
+
+    name = "test-collapsing"
+    description = "A test method whose result is one cluster."
+    family = "deep"
+
+    def __init__(self, n_clusters: int = 2):
+        self.n_clusters = n_clusters
+
+    def fit_steps(self, dataset, cancel=None):
+        yield ProgressEvent("train", 1, 1)
+        self.labels_ = np.zeros(len(dataset), dtype=np.int64)
+
+
+def test_a_collapsed_result_is_kept_but_warned_about(photos_sample, tmp_path, capsys, monkeypatch):
+    base._load_builtin_methods()
+    monkeypatch.setitem(base._REGISTRY, _CollapsingMethod.name, _CollapsingMethod)
+    argv = ["--headless", "--folder", str(photos_sample), "--method", "test-collapsing", "-k", "4", "-q"]
+    assert main(argv) == 0  # nothing failed: the clusters are listed (and recorded) as they are
+    captured = capsys.readouterr()
+    assert _clusters(captured.out) == [(_clusters(captured.out)[0][0], 200)]
+    warnings = [line for line in captured.err.splitlines() if line.startswith("photocluster: warning: ")]
+    assert warnings == ["photocluster: warning: test-collapsing put 200 of 200 photos (100.0 %) into one cluster; "
+                        "1 of the 4 clusters asked for is not empty. The training has probably collapsed: try "
+                        "another method (mmdc, kmeans) or other settings."]
