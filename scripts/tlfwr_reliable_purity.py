@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python scripts/tlfwr_reliable_purity.py --features raw gabor hog pca [--data ../shared/data/mnist]
 
 Same fixed 10,000-image MNIST subset as scripts/bench_ccnn_mnist.py. For every boot feature and clusterer
-(the paper's #1–#8) it prints the boot ACC, the cluster sizes and, for the Δ = 0.2 images closest to their
+(the paper's #1–#8) it prints the boot ACC, the cluster sizes and, for the Δ (default 0.2) images closest to their
 centre in every cluster (the images whose labels tlfwr fixes in its first round and never changes), the
 fraction whose label is right under the best one-to-one cluster-to-class map, overall and in the worst
 cluster. For GMM boots it also ranks by the component's (diagonal) Mahalanobis distance and by the posterior
@@ -28,7 +28,6 @@ from photocluster.methods import tlfwr  # noqa: E402
 from photocluster.metrics import best_cluster_to_class_map, clustering_accuracy  # noqa: E402
 
 K = 10
-DELTA = 0.2
 
 
 def boot_features(images: np.ndarray, kind: str) -> np.ndarray:
@@ -40,9 +39,9 @@ def boot_features(images: np.ndarray, kind: str) -> np.ndarray:
             return np.asarray(stop.value, dtype=np.float64)
 
 
-def reliable_purity(ranking: np.ndarray, labels: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+def reliable_purity(ranking: np.ndarray, labels: np.ndarray, correct: np.ndarray, delta: float) -> tuple[float, float]:
     """Fraction of right labels among the first round's reliable images, overall and in the worst cluster."""
-    reliable = tlfwr.select_reliable(ranking, labels, np.zeros(len(labels), dtype=bool), DELTA, K)
+    reliable = tlfwr.select_reliable(ranking, labels, np.zeros(len(labels), dtype=bool), delta, K)
     per_cluster = [correct[reliable & (labels == c)].mean() for c in range(K) if (reliable & (labels == c)).any()]
     return float(correct[reliable].mean()), float(min(per_cluster))
 
@@ -51,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/mnist"))
     parser.add_argument("--features", nargs="+", default=list(tlfwr.BOOT_FEATURES), choices=tlfwr.BOOT_FEATURES)
+    parser.add_argument("--delta", type=float, nargs="+", default=[0.2], help="first-round Δ (paper default 0.2)")
     args = parser.parse_args()
     from sklearn.mixture import GaussianMixture
 
@@ -76,8 +76,9 @@ def main() -> None:
             line = (f"{kind}+{clusterer}: boot ACC {clustering_accuracy(truth, labels):.3f}, "
                     f"sizes {sorted(np.bincount(labels, minlength=K).tolist())}")
             for name, ranking in rankings.items():
-                overall, worst = reliable_purity(ranking, labels, correct)
-                line += f" | {name}: reliable right {overall:.3f}, worst cluster {worst:.2f}"
+                for delta in args.delta:
+                    overall, worst = reliable_purity(ranking, labels, correct, delta)
+                    line += f" | {name} Δ={delta:g}: reliable right {overall:.3f}, worst cluster {worst:.2f}"
             print(line, flush=True)
 
 
