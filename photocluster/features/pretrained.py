@@ -155,12 +155,23 @@ def build_backbone(name: str = "alexnet", weights: str | Path | None = "default"
         state = _download_default(name, progress)
     else:
         state = load_state_dict_file(Path(weights).expanduser())
+    load_fitting_state(model, state, f"weights {weights} do not fit backbone {name}")
+    return model.eval()
+
+
+def load_fitting_state(module: nn.Module, state: dict[str, torch.Tensor], misfit: str) -> None:
+    """``module.load_state_dict(state, strict=True)``, with a mismatch reported as ``misfit: <first line>``.
+
+    Raises
+    ------
+    UsageError
+        Missing, unexpected or wrongly shaped keys (a file for another network is a user mistake).
+    """
     try:
-        model.load_state_dict(state, strict=True)
+        module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "keys do not match"
-        raise UsageError(f"weights {weights} do not fit backbone {name}: {first_line}") from None
-    return model.eval()
+        raise UsageError(f"{misfit}: {first_line}") from None
 
 
 def preprocess_for(name: str) -> Preprocess:

@@ -117,15 +117,10 @@ def _digit_trunk_with_weights(in_channels: int, weights: str | Path | None) -> n
     trunk = _digit_trunk(in_channels)
     if weights is None or (isinstance(weights, str) and weights.lower() in ("none", "default")):
         return trunk
-    from photocluster.errors import UsageError
-    from photocluster.features.pretrained import load_state_dict_file
+    from photocluster.features.pretrained import load_fitting_state, load_state_dict_file
 
     state = load_state_dict_file(Path(weights).expanduser())
-    try:
-        trunk.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "keys do not match"
-        raise UsageError(f"weights {weights} do not fit the digit CCNN trunk: {first_line}") from None
+    load_fitting_state(trunk, state, f"weights {weights} do not fit the digit CCNN trunk")
     return trunk
 
 

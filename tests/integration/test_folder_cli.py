@@ -18,11 +18,13 @@ from PIL import Image
 
 from photocluster.cli import main
 from photocluster.methods import base
-from photocluster.progress import ProgressEvent
 
 UNIT_TESTS = Path(__file__).resolve().parents[1] / "unit"
+GUI_TESTS = Path(__file__).resolve().parents[1] / "gui"
 sys.path.insert(0, str(UNIT_TESTS))
+sys.path.insert(0, str(GUI_TESTS))
 from bad_inputs import build_corpus, restore_permissions  # noqa: E402
+from guitools import CollapsingMethod  # noqa: E402  (Qt-free: the fake methods live there)
 
 CLUSTER_LINE = re.compile(r"^  (.+?)(?: \[locked\])? \((\d+) photos\): (.+)$")
 #: One k-means restart on HOG features keeps the default suite fast on a shared 2-core machine (raw
@@ -191,24 +193,9 @@ def test_default_kmeans_on_photos_sample(photos_sample, tmp_path, capsys):
     assert len(clusters) == 5 and sum(size for _, size in clusters) == 200
 
 
-class _CollapsingMethod(base.ClusteringMethod):
-    """Puts every photo into cluster 0, as a deep method whose training collapsed does."""
-
-    name = "test-collapsing"
-    description = "A test method whose result is one cluster."
-    family = "deep"
-
-    def __init__(self, n_clusters: int = 2):
-        self.n_clusters = n_clusters
-
-    def fit_steps(self, dataset, cancel=None):
-        yield ProgressEvent("train", 1, 1)
-        self.labels_ = np.zeros(len(dataset), dtype=np.int64)
-
-
 def test_a_collapsed_result_is_kept_but_warned_about(photos_sample, tmp_path, capsys, monkeypatch):
     base._load_builtin_methods()
-    monkeypatch.setitem(base._REGISTRY, _CollapsingMethod.name, _CollapsingMethod)
+    monkeypatch.setitem(base._REGISTRY, CollapsingMethod.name, CollapsingMethod)
     argv = ["--headless", "--folder", str(photos_sample), "--method", "test-collapsing", "-k", "4", "-q"]
     assert main(argv) == 0  # nothing failed: the clusters are listed (and recorded) as they are
     captured = capsys.readouterr()
