@@ -73,8 +73,15 @@ def show_error(parent: QWidget | None, title: str, error: BaseException | str) -
 
 
 def show_warning(parent: QWidget | None, title: str, text: str) -> QMessageBox:
-    """Show a modal warning about a result that finished but should not be trusted as it is."""
-    return _show_message(parent, QMessageBox.Icon.Warning, title, text)
+    """Show a warning about a result that finished but should not be trusted as it is, without blocking.
+
+    Window-modal and opened with ``open()``, not ``exec()``: the caller (a job's result slot) returns at
+    once instead of running a nested event loop until the person clicks OK.
+    """
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, parent)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box
 
 
 # -- preview ----------------------------------------------------------------------------------------

@@ -69,7 +69,11 @@ def dialogs(monkeypatch) -> DialogRecorder:
         recorder.questions.append((title, text))
         return recorder.answer
 
+    def fake_open(box: QMessageBox) -> None:  # non-blocking boxes (warnings) are recorded the same way
+        fake_exec(box)
+
     monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    monkeypatch.setattr(QMessageBox, "open", fake_open)
     monkeypatch.setattr(QMessageBox, "question", staticmethod(fake_question))
     return recorder
 

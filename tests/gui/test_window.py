@@ -260,3 +260,12 @@ def test_a_large_catalog_reads_its_cluster_list_off_the_gui_thread(qtbot, scanne
         assert window.cluster_model.cluster(0).name != "Renamed elsewhere"  # not yet: it is being read
     assert window.cluster_model.cluster(0).name == "Renamed elsewhere"
     assert sum(c.size for c in window.cluster_model.clusters()) == 24
+
+
+def test_the_warning_box_opens_without_blocking_the_event_loop(window):
+    from photocluster.gui.dialogs import show_warning
+
+    box = show_warning(window, "Check the clusters", "one cluster")  # returns at once: no nested exec()
+    assert box.isVisible() and box.windowModality() == Qt.WindowModality.WindowModal
+    assert box.text() == "one cluster" and box.icon() == QMessageBox.Icon.Warning
+    box.close()
