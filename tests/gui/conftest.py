@@ -56,6 +56,10 @@ class DialogRecorder:
         return [text for _, text in self.shown]
 
 
+#: Qt's own QMessageBox.open, for the test that checks a warning really opens without blocking
+REAL_MESSAGE_BOX_OPEN = QMessageBox.open
+
+
 @pytest.fixture(autouse=True)
 def dialogs(monkeypatch) -> DialogRecorder:
     recorder = DialogRecorder()

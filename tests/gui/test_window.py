@@ -262,9 +262,12 @@ def test_a_large_catalog_reads_its_cluster_list_off_the_gui_thread(qtbot, scanne
     assert sum(c.size for c in window.cluster_model.clusters()) == 24
 
 
-def test_the_warning_box_opens_without_blocking_the_event_loop(window):
+def test_the_warning_box_opens_without_blocking_the_event_loop(window, monkeypatch):
+    from conftest import REAL_MESSAGE_BOX_OPEN
+
     from photocluster.gui.dialogs import show_warning
 
+    monkeypatch.setattr(QMessageBox, "open", REAL_MESSAGE_BOX_OPEN)  # the dialogs fixture records instead
     box = show_warning(window, "Check the clusters", "one cluster")  # returns at once: no nested exec()
     assert box.isVisible() and box.windowModality() == Qt.WindowModality.WindowModal
     assert box.text() == "one cluster" and box.icon() == QMessageBox.Icon.Warning
