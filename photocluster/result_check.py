@@ -31,8 +31,8 @@ def collapse_warning(labels: Sequence[int] | np.ndarray, n_clusters: int | None,
         The cluster of each photo (any integers; negative ones, e.g. a method's noise label, count as a
         cluster of their own).
     n_clusters:
-        How many clusters were asked for (None when the method chooses: then the check needs at least two
-        clusters to have been possible, which any method that ran on ``MIN_PHOTOS`` photos allows).
+        How many clusters were asked for (None when the method chose the number itself; the sentence then
+        leaves it out).
     method:
         The method's name, for the sentence.
 

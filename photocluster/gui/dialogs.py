@@ -49,27 +49,24 @@ def error_reason(error: BaseException) -> str:
     return text if text else type(error).__name__
 
 
-def _show_message(parent: QWidget | None, icon: QMessageBox.Icon, title: str, text: str, details: str = "") -> QMessageBox:
-    box = QMessageBox(parent)
-    box.setIcon(icon)
-    box.setWindowTitle(title)
-    box.setText(text)
-    if details.strip():
-        box.setDetailedText(details)
-    box.setStandardButtons(QMessageBox.StandardButton.Ok)
-    box.exec()
-    return box
-
-
 def show_error(parent: QWidget | None, title: str, error: BaseException | str) -> QMessageBox:
     """Show a modal error dialog with the reason, and the traceback under "Show Details".
 
     Returns the message box (tests replace ``QMessageBox.exec`` to inspect it instead of blocking).
     """
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Critical)
+    box.setWindowTitle(title)
     if isinstance(error, BaseException):
+        box.setText(f"{title}: {error_reason(error)}")
         details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        return _show_message(parent, QMessageBox.Icon.Critical, title, f"{title}: {error_reason(error)}", details)
-    return _show_message(parent, QMessageBox.Icon.Critical, title, f"{title}: {error}")
+        if details.strip():
+            box.setDetailedText(details)
+    else:
+        box.setText(f"{title}: {error}")
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    box.exec()
+    return box
 
 
 def show_warning(parent: QWidget | None, title: str, text: str) -> QMessageBox:
