@@ -193,13 +193,14 @@ def test_default_kmeans_on_photos_sample(photos_sample, tmp_path, capsys):
     assert len(clusters) == 5 and sum(size for _, size in clusters) == 200
 
 
-def test_a_collapsed_result_is_kept_but_warned_about(photos_sample, tmp_path, capsys, monkeypatch):
+def test_a_collapsed_result_is_kept_but_warned_about(photos_sample, capsys, monkeypatch):
     base._load_builtin_methods()
     monkeypatch.setitem(base._REGISTRY, CollapsingMethod.name, CollapsingMethod)
     argv = ["--headless", "--folder", str(photos_sample), "--method", "test-collapsing", "-k", "4", "-q"]
     assert main(argv) == 0  # nothing failed: the clusters are listed (and recorded) as they are
     captured = capsys.readouterr()
-    assert _clusters(captured.out) == [(_clusters(captured.out)[0][0], 200)]
+    clusters = _clusters(captured.out)
+    assert len(clusters) == 1 and clusters[0][1] == 200
     warnings = [line for line in captured.err.splitlines() if line.startswith("photocluster: warning: ")]
     assert warnings == ["photocluster: warning: test-collapsing put 200 of 200 photos (100.0 %) into one cluster; "
                         "1 of the 4 clusters asked for is not empty. The training has probably collapsed: try "
