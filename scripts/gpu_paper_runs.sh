@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The papers' full protocols on MNIST (DAC: 51 passes, mini-batch 32, 10 passes per selection batch;
+# MMDC: 50 epochs of the authors' MNIST command) on a CUDA machine, as detached jobs.
+#
+# Detached because a lent GPU machine runs one command at most 10 minutes: `start` launches the jobs and
+# returns, `wait` watches them for a while, `finish` stops what is still running and labels the images
+# with the last checkpoint, so that a DAC run cut short by the machine's time still gives an honest figure
+# ("N of 51 passes"). Every run writes its JSON (the benchmark runner's shape) and a log into WORK.
+#
+# usage: scripts/gpu_paper_runs.sh start  MNIST_DIR WORK "DAC_SEEDS" "MMDC_SEEDS"
+#        scripts/gpu_paper_runs.sh wait   WORK SECONDS      (returns early when every job has ended)
+#        scripts/gpu_paper_runs.sh finish MNIST_DIR WORK
+set -u
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+LIMIT_ARGS=${LIMIT:+--limit $LIMIT}  # LIMIT=N: a smoke run on the first N images
+cmd=$1; shift
+
+run_bench() {  # run_bench NAME METHOD SEED DATA WORK [EXTRA...] — detached, survives the caller
+    local name=$1 method=$2 seed=$3 data=$4 work=$5; shift 5
+    setsid nohup "$PY" -m photocluster --headless --benchmark mnist --method "$method" --protocol paper \
+        --data-dir "$data" --seed "$seed" --seeds 1 --device "$DEVICE" $LIMIT_ARGS --output "$work/$name.json" "$@" \
+        >"$work/$name.log" 2>&1 </dev/null &
+    echo $! >"$work/$name.pid"
+}
+
+running() {  # names of jobs whose process is alive
+    local work=$1 f
+    for f in "$work"/*.pid; do
+        [ -e "$f" ] || continue
+        kill -0 "$(cat "$f")" 2>/dev/null && basename "$f" .pid
+    done
+}
+
+case $cmd in
+start)
+    data=$1 work=$2 dac_seeds=$3 mmdc_seeds=$4
+    mkdir -p "$work"
+    for s in $dac_seeds; do
+        run_bench "dac-seed$s" dac "$s" "$data" "$work" -p "checkpoint_dir=$work/dac-seed$s.ckpt"
+    done
+    for s in $mmdc_seeds; do
+        run_bench "mmdc-seed$s" mmdc "$s" "$data" "$work"
+    done
+    sleep 5
+    echo "running: $(running "$work" | tr '\n' ' ')"
+    ;;
+wait)
+    work=$1 seconds=$2 end=$((SECONDS + $2))
+    while [ $SECONDS -lt $end ] && [ -n "$(running "$work")" ]; do sleep 10; done
+    echo "still running after ${seconds}s at most: $(running "$work" | tr '\n' ' ')"
+    ;;
+finish)
+    data=$1 work=$2
+    for name in $(running "$work"); do
+        case $name in
+        dac-*)
+            # SIGINT is the CLI's cancel: the run saves a checkpoint within a second and exits
+            kill -INT "$(cat "$work/$name.pid")"
+            for _ in $(seq 60); do kill -0 "$(cat "$work/$name.pid")" 2>/dev/null || break; sleep 1; done
+            ckpt=$work/$name.ckpt/dac-checkpoint.pt
+            passes=$("$PY" -c "import torch,sys; s=torch.load(sys.argv[1], map_location='cpu', weights_only=False); print(s['pass_index'], s['chunk_index'])" "$ckpt")
+            echo "$name stopped at pass index / selection batch: $passes"
+            set -- $passes
+            seed=${name#dac-seed}
+            # resume with the schedule capped at the passes done: no more training, only the labelling
+            "$PY" -m photocluster --headless --benchmark mnist --method dac --protocol paper --data-dir "$data" \
+                --seed "$seed" --seeds 1 --device "$DEVICE" $LIMIT_ARGS --output "$work/$name-at-pass$1.json" -q \
+                -p "checkpoint_dir=$work/$name.ckpt" -p resume=true -p "max_passes=$1" >>"$work/$name.log" 2>&1
+            ;;
+        *) kill -INT "$(cat "$work/$name.pid")"; echo "$name was still running: stopped" ;;
+        esac
+    done
+    ;;
+*) echo "unknown command $cmd" >&2; exit 2 ;;
+esac
