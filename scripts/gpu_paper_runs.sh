@@ -59,9 +59,12 @@ finish)
             kill -INT "$(cat "$work/$name.pid")"
             for _ in $(seq 60); do kill -0 "$(cat "$work/$name.pid")" 2>/dev/null || break; sleep 1; done
             ckpt=$work/$name.ckpt/dac-checkpoint.pt
+            if [ ! -e "$ckpt" ]; then echo "$name stopped before its first checkpoint: nothing to label"; continue; fi
             passes=$("$PY" -c "import torch,sys; s=torch.load(sys.argv[1], map_location='cpu', weights_only=False); print(s['pass_index'], s['chunk_index'])" "$ckpt")
             echo "$name stopped at pass index / selection batch: $passes"
             set -- $passes
+            # max_passes=0 would mean "the whole schedule": a run that finished no pass is not labelled
+            if [ "$1" -eq 0 ]; then echo "$name finished no whole pass: nothing to label"; continue; fi
             seed=${name#dac-seed}
             # resume with the schedule capped at the passes done: no more training, only the labelling
             "$PY" -m photocluster --headless --benchmark mnist --method dac --protocol paper --data-dir "$data" \
