@@ -188,6 +188,7 @@ class DAC(ClusteringMethod):
         lambda_step: float = 0.009,
         max_passes: int = 0,
         n_images_per_pass: int = 0,
+        train_subset: int = 0,
         augment: str = "auto",
         selection_bn: str = "batch",
         self_consistency_weight: float = 0.0,
@@ -207,6 +208,7 @@ class DAC(ClusteringMethod):
         self.lambda_step = lambda_step
         self.max_passes = max_passes
         self.n_images_per_pass = n_images_per_pass
+        self.train_subset = train_subset
         self.augment = augment
         self.selection_bn = selection_bn
         self.self_consistency_weight = self_consistency_weight
@@ -245,6 +247,8 @@ class DAC(ClusteringMethod):
             ParamSpec("lambda_step", float, 0.009, "η: λ grows by this after each pass (0.009 → 51 passes)", minimum=1e-6),
             ParamSpec("max_passes", int, 0, "stop after this many passes (0 = the schedule's own stop)", minimum=0),
             ParamSpec("n_images_per_pass", int, 0, "random images per pass (0 = all)", minimum=0),
+            ParamSpec("train_subset", int, 0, "train on one fixed random subset of this many images, every pass "
+                      "(0 = all); every image is labelled at the end", minimum=0),
             ParamSpec("augment", str, "auto", "augmentation preset", ("auto", *PRESETS)),
             ParamSpec("selection_bn", str, "batch", "batch-norm statistics for pair selection", ("batch", "running")),
             ParamSpec("self_consistency_weight", float, 0.0, "authors' code's unreported term (0 = paper)", minimum=0.0),
@@ -315,7 +319,8 @@ class DAC(ClusteringMethod):
         need(int(self.passes_per_batch) >= 1, "passes_per_batch must be at least 1")
         need(float(self.lr) > 0, "lr must be positive")
         need(float(self.lambda_step) > 0, "lambda_step must be positive")
-        need(int(self.max_passes) >= 0 and int(self.n_images_per_pass) >= 0, "max_passes and n_images_per_pass must be ≥ 0")
+        need(int(self.max_passes) >= 0 and int(self.n_images_per_pass) >= 0 and int(self.train_subset) >= 0,
+             "max_passes, n_images_per_pass and train_subset must be ≥ 0")
         need(self.selection_bn in ("batch", "running"), f"selection_bn must be 'batch' or 'running', got {self.selection_bn!r}")
         need(self.augment == "auto" or self.augment in PRESETS, f"augment must be auto or one of {', '.join(PRESETS)}, got {self.augment!r}")
         need(float(self.self_consistency_weight) >= 0, "self_consistency_weight must be ≥ 0")
@@ -495,10 +500,20 @@ class DAC(ClusteringMethod):
         """The images of one pass, in random order (stateless: seeded by the seed and the pass number, so a
         resumed run sees the same order)."""
         rng = np.random.default_rng([int(self.random_state), pass_index])
-        order = rng.permutation(self._n_images)
-        if self.n_images_per_pass and 0 < self.n_images_per_pass < self._n_images:
+        pool = self._training_pool()
+        order = pool[rng.permutation(len(pool))]
+        if self.n_images_per_pass and 0 < self.n_images_per_pass < len(order):
             order = order[: int(self.n_images_per_pass)]
         return order
+
+    def _training_pool(self) -> np.ndarray:
+        """Indices the passes draw from: all images, or the fixed ``train_subset`` (seeded, sorted — the same
+        subset in every pass and after a resume)."""
+        subset = int(self.train_subset)
+        if 0 < subset < self._n_images:
+            rng = np.random.default_rng([int(self.random_state), 104729])
+            return np.sort(rng.choice(self._n_images, size=subset, replace=False))
+        return np.arange(self._n_images)
 
     def _chunks(self, order: np.ndarray) -> list[np.ndarray]:
         # the paper's floor(n / m) batches of m images; the remainder joins the last batch rather than

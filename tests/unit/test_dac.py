@@ -158,6 +158,29 @@ def test_planned_passes_respects_the_cap():
     assert DACStar(lambda_step=0.009).planned_passes() == 51
 
 
+def test_passes_draw_from_all_images_or_one_fixed_subset():
+    method = DAC(random_state=3)
+    method._n_images = 100
+    orders = [method._pass_images(p) for p in range(3)]
+    assert all(sorted(order) == list(range(100)) for order in orders)  # every pass: all images, once
+    assert not np.array_equal(orders[0], orders[1])  # in a new order
+    # the random-subset-per-pass mode draws different images each pass
+    method.n_images_per_pass = 30
+    assert set(method._pass_images(0)) != set(method._pass_images(1))
+    # a fixed subset: the same 30 images every pass (and for a new instance, as after a resume), new order
+    fixed = DAC(random_state=3, train_subset=30)
+    fixed._n_images = 100
+    subsets = [set(fixed._pass_images(p)) for p in range(3)]
+    assert len(subsets[0]) == 30 and subsets[0] == subsets[1] == subsets[2]
+    assert not np.array_equal(fixed._pass_images(0), fixed._pass_images(1))
+    again = DAC(random_state=3, train_subset=30)
+    again._n_images = 100
+    assert np.array_equal(again._pass_images(2), fixed._pass_images(2))
+    other_seed = DAC(random_state=4, train_subset=30)
+    other_seed._n_images = 100
+    assert set(other_seed._pass_images(0)) != subsets[0]
+
+
 # -- networks and augmentation ----------------------------------------------------------------------
 @pytest.mark.parametrize("size, channels", [(28, 1), (32, 3), (96, 3)])
 def test_dac_net_variants_give_label_features(size, channels):
