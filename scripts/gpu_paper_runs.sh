@@ -7,6 +7,10 @@
 # with the last checkpoint, so that a DAC run cut short by the machine's time still gives an honest figure
 # ("N of 51 passes"). Every run writes its JSON (the benchmark runner's shape) and a log into WORK.
 #
+# DAC's paper protocol is 1,142,400 steps (about 2.5 h at the 8 ms a step measured on an H100), longer than
+# one session's device time: bring WORK/dac-seedS.ckpt/dac-checkpoint.pt back from the machine (through
+# $OUT), carry it into the next lease under WORK and `start` with RESUME=1 to go on from it.
+#
 # usage: scripts/gpu_paper_runs.sh start  MNIST_DIR WORK "DAC_SEEDS" "MMDC_SEEDS"
 #        scripts/gpu_paper_runs.sh wait   WORK SECONDS      (returns early when every job has ended)
 #        scripts/gpu_paper_runs.sh finish MNIST_DIR WORK
@@ -37,7 +41,8 @@ start)
     data=$1 work=$2 dac_seeds=$3 mmdc_seeds=$4
     mkdir -p "$work"
     for s in $dac_seeds; do
-        run_bench "dac-seed$s" dac "$s" "$data" "$work" -p "checkpoint_dir=$work/dac-seed$s.ckpt"
+        run_bench "dac-seed$s" dac "$s" "$data" "$work" -p "checkpoint_dir=$work/dac-seed$s.ckpt" \
+            ${RESUME:+-p resume=true}
     done
     for s in $mmdc_seeds; do
         run_bench "mmdc-seed$s" mmdc "$s" "$data" "$work"

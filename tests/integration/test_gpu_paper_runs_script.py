@@ -25,9 +25,9 @@ SCRIPT = REPO / "scripts" / "gpu_paper_runs.sh"
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
 
 
-def script(*args: str, timeout: float = 240) -> str:
+def script(*args: str, timeout: float = 240, **extra_env: str) -> str:
     env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), **extra_env}
     done = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -40,7 +40,7 @@ def checkpoint_pass(path: Path) -> int:
         return -1
 
 
-def test_finish_labels_a_dac_run_cut_off_after_whole_passes(tmp_path):
+def test_a_dac_run_cut_off_after_whole_passes_is_labelled_and_can_go_on(tmp_path):
     # 200 + 6 images: one selection batch, 7 mini-batches of ≤ 32, 10 passes each = 70 steps a pass, so the
     # 51-pass schedule takes about a minute on one CPU thread — long enough to be cut off after pass 1
     write_tiny_mnist(tmp_path / "mnist", n=200)
@@ -65,6 +65,15 @@ def test_finish_labels_a_dac_run_cut_off_after_whole_passes(tmp_path):
     assert 0.0 < result["runs"][0]["acc"] <= 1.0
     # labelling only: the checkpoint still says where training stopped
     assert checkpoint_pass(checkpoint) == passes
+
+    # the next lease goes on from that checkpoint instead of starting again
+    script("start", str(tmp_path / "mnist"), str(work), "0", "", RESUME="1")
+    log = work / "dac-seed0.log"
+    while "dac seed 0 resume" not in log.read_text():
+        assert time.monotonic() < deadline + 120, log.read_text()[-2000:]
+        time.sleep(0.5)
+    script("finish", str(tmp_path / "mnist"), str(work))
+    assert checkpoint_pass(checkpoint) >= passes
 
 
 @pytest.mark.parametrize("checkpoint_state", [None, {"pass_index": 0, "chunk_index": 12}])
