@@ -274,6 +274,9 @@ def test_deterministic_under_a_seed_and_predict_matches_labels():
 
 
 def test_cancel_within_a_second_leaves_a_checkpoint(tmp_path):
+    # The first optimiser a process makes imports torch._dynamo (about 1 s idle, 2.8 s measured under load),
+    # which no cancel can interrupt; done here first, so that the timer below lands in training, not in it.
+    torch.optim.RMSprop([torch.zeros(1, requires_grad=True)])
     dataset = _bars_dataset(20)
     method = get_method("dac", checkpoint_dir=str(tmp_path), lambda_step=0.009, **_FAST)  # 51 passes: long
     token = CancelToken()
