@@ -65,7 +65,7 @@ finish)
             for _ in $(seq 60); do kill -0 "$(cat "$work/$name.pid")" 2>/dev/null || break; sleep 1; done
             ckpt=$work/$name.ckpt/dac-checkpoint.pt
             if [ ! -e "$ckpt" ]; then echo "$name stopped before its first checkpoint: nothing to label"; continue; fi
-            passes=$("$PY" -c "import torch,sys; s=torch.load(sys.argv[1], map_location='cpu', weights_only=False); print(s['pass_index'], s['chunk_index'])" "$ckpt")
+            passes=$("$PY" -c "import sys; from photocluster.checkpoints import load_checkpoint as load; s = load(sys.argv[1]); print(s['pass_index'], s['chunk_index'])" "$ckpt")
             echo "$name stopped at pass index / selection batch: $passes"
             set -- $passes
             # max_passes=0 would mean "the whole schedule": a run that finished no pass is not labelled

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from photocluster.checkpoints import load_checkpoint
 from test_benchmark_cli import write_tiny_mnist  # same folder (pytest puts it on sys.path)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,16 +36,24 @@ def script(*args: str, timeout: float = 240, **extra_env: str) -> str:
 
 def checkpoint_pass(path: Path) -> int:
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["pass_index"])
+        return int(load_checkpoint(path)["pass_index"])
     except Exception:  # not written yet, or being written
         return -1
 
 
-def test_a_dac_run_cut_off_after_whole_passes_is_labelled_and_can_go_on(tmp_path):
+@pytest.fixture
+def work(tmp_path):
+    """The script's WORK folder; jobs a failing test left running are killed (they are detached)."""
+    folder = tmp_path / "work"
+    yield folder
+    for pid_file in folder.glob("*.pid"):
+        subprocess.run(["kill", "-9", pid_file.read_text().strip()], capture_output=True)
+
+
+def test_a_dac_run_cut_off_after_whole_passes_is_labelled_and_can_go_on(tmp_path, work):
     # 200 + 6 images: one selection batch, 7 mini-batches of ≤ 32, 10 passes each = 70 steps a pass, so the
     # 51-pass schedule takes about a minute on one CPU thread — long enough to be cut off after pass 1
     write_tiny_mnist(tmp_path / "mnist", n=200)
-    work = tmp_path / "work"
     out = script("start", str(tmp_path / "mnist"), str(work), "0", "")
     assert "running: dac-seed0" in out
     checkpoint = work / "dac-seed0.ckpt" / "dac-checkpoint.pt"
@@ -77,11 +86,10 @@ def test_a_dac_run_cut_off_after_whole_passes_is_labelled_and_can_go_on(tmp_path
 
 
 @pytest.mark.parametrize("checkpoint_state", [None, {"pass_index": 0, "chunk_index": 12}])
-def test_a_run_stopped_before_a_whole_pass_is_not_labelled(tmp_path, checkpoint_state):
+def test_a_run_stopped_before_a_whole_pass_is_not_labelled(tmp_path, work, checkpoint_state):
     # max_passes=0 means "the whole schedule": labelling a pass-0 checkpoint would train all 51 passes.
     # A stand-in process plays the stopped run, so that when it stops is not left to chance.
     write_tiny_mnist(tmp_path / "mnist", n=20)
-    work = tmp_path / "work"
     (work / "dac-seed0.ckpt").mkdir(parents=True)
     if checkpoint_state is not None:
         torch.save(checkpoint_state, work / "dac-seed0.ckpt" / "dac-checkpoint.pt")
