@@ -11,6 +11,9 @@
 # one session's device time: bring WORK/dac-seedS.ckpt/dac-checkpoint.pt back from the machine (through
 # $OUT), carry it into the next lease under WORK and `start` with RESUME=1 to go on from it.
 #
+# DAC_PARAMS adds options to the DAC runs, e.g. DAC_PARAMS="-p cuda_graph=true" replays each step from a
+# CUDA graph (check it first with scripts/check_cuda_graph_step.py).
+#
 # usage: scripts/gpu_paper_runs.sh start  MNIST_DIR WORK "DAC_SEEDS" "MMDC_SEEDS"
 #        scripts/gpu_paper_runs.sh wait   WORK SECONDS      (returns early when every job has ended)
 #        scripts/gpu_paper_runs.sh finish MNIST_DIR WORK
@@ -42,7 +45,7 @@ start)
     mkdir -p "$work"
     for s in $dac_seeds; do
         run_bench "dac-seed$s" dac "$s" "$data" "$work" -p "checkpoint_dir=$work/dac-seed$s.ckpt" \
-            ${RESUME:+-p resume=true}
+            ${RESUME:+-p resume=true} ${DAC_PARAMS:-}
     done
     for s in $mmdc_seeds; do
         run_bench "mmdc-seed$s" mmdc "$s" "$data" "$work"

@@ -31,6 +31,9 @@ Choices and deviations, all documented as parameters:
 * After training, batch-norm running statistics are re-estimated on (a sample of) the data with the final
   weights, then labels are inferred in eval mode, so ``predict`` on one image gives the same answer as on a
   batch.
+* ``cuda_graph`` (off by default, CUDA only): replay each training step from a captured CUDA graph
+  (:mod:`photocluster.cuda_graph`). The same arithmetic; it only removes the host's cost of launching the
+  step's ~220 operator calls one by one, which bounds this small network's step on a GPU.
 * ``embeddings_`` are the label features (k-dimensional, the space the method clusters in);
   ``confidence_`` is the largest entry of the label feature (1 for a one-hot feature, 1/sqrt(k) at worst).
 
@@ -54,6 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from photocluster.checkpoints import load_checkpoint, save_checkpoint
+from photocluster.cuda_graph import GraphedStep, set_capturable
 from photocluster.data.augment import PRESETS, augment_batch, get_preset, preset_for_dataset
 from photocluster.data.dataset import ImageDataset
 from photocluster.devices import resolve_device, uses_mixed_precision
@@ -197,6 +201,7 @@ class DAC(ClusteringMethod):
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 500,
         resume: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         self.n_clusters = n_clusters
         self.random_state = random_state
@@ -217,6 +222,7 @@ class DAC(ClusteringMethod):
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.resume = resume
+        self.cuda_graph = cuda_graph
 
     # -- schedule (DAC* overrides) -------------------------------------------------------------------
     @staticmethod
@@ -257,6 +263,8 @@ class DAC(ClusteringMethod):
             ParamSpec("checkpoint_dir", str, None, "folder for checkpoints (none = no checkpoints)"),
             ParamSpec("checkpoint_every", int, 500, "write a checkpoint every N training steps", minimum=0),
             ParamSpec("resume", bool, False, "continue from the checkpoint in checkpoint_dir"),
+            ParamSpec("cuda_graph", bool, False, "CUDA only (ignored elsewhere): replay each training step from a "
+                      "captured CUDA graph; a step of this small net is bound by launching its kernels"),
         ]
 
     @classmethod
@@ -367,8 +375,12 @@ class DAC(ClusteringMethod):
         if self._mixed:
             model = model.to(memory_format=torch.channels_last)
         self.model_ = model.to(self.device_)
-        self._optimizer = torch.optim.RMSprop(self.model_.parameters(), lr=float(self.lr))
-        self._scaler = torch.amp.GradScaler("cuda", enabled=self._mixed and self._autocast_dtype == torch.float16)
+        scaled = self._mixed and self._autocast_dtype == torch.float16
+        # graphs need a GPU, and a float16 GradScaler reads the gradients on the host every step
+        self._graphing = bool(self.cuda_graph) and self.device_.type == "cuda" and not scaled
+        self._optimizer = torch.optim.RMSprop(self.model_.parameters(), lr=float(self.lr), capturable=self._graphing)
+        self._scaler = torch.amp.GradScaler("cuda", enabled=scaled)
+        self._graphed_step = GraphedStep(self._eager_model_step) if self._graphing else None
         self._augment_generator = torch.Generator().manual_seed(int(self.random_state))
 
     # -- data -----------------------------------------------------------------------------------------
@@ -392,20 +404,34 @@ class DAC(ClusteringMethod):
         return x
 
     def _autocast(self):
-        return torch.autocast(device_type=self.device_.type, dtype=self._autocast_dtype, enabled=self._mixed)
+        # autocast's weight-cast cache must be off while a CUDA graph is captured (PyTorch's rule)
+        return torch.autocast(
+            device_type=self.device_.type, dtype=self._autocast_dtype, enabled=self._mixed, cache_enabled=not self._graphing
+        )
 
     # -- one training step (benchmarked by scripts/bench_step_time.py) ----------------------------------
     def model_step(
         self, x: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Forward, loss, backward and RMSprop update on a ready network input; returns the loss (a tensor,
-        so that a GPU is not synchronised every step)."""
+        so that a GPU is not synchronised every step). With ``cuda_graph`` on a GPU the step is replayed
+        from a captured graph (one per mini-batch shape, after three eager steps of that shape)."""
+        if previous is not None and not self.self_consistency_weight > 0:
+            previous = None
+        if self._graphed_step is not None:
+            inputs = (x, targets, mask) if previous is None else (x, targets, mask, previous)
+            return self._graphed_step(*inputs)
+        return self._eager_model_step(x, targets, mask, previous)
+
+    def _eager_model_step(
+        self, x: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor | None = None
+    ) -> torch.Tensor:
         self.model_.train()
         with self._autocast():
             features = self.model_(x)
         features = features.float()
         loss = pairwise_bce(features, targets, mask)
-        if previous is not None and self.self_consistency_weight > 0:
+        if previous is not None:
             consistency = F.binary_cross_entropy(features.clamp(1e-7, 1 - 1e-7), previous)
             loss = loss + float(self.self_consistency_weight) * consistency
         self._optimizer.zero_grad(set_to_none=True)
@@ -489,6 +515,7 @@ class DAC(ClusteringMethod):
             )
         self.model_.load_state_dict(state["model"])
         self._optimizer.load_state_dict(state["optimizer"])
+        set_capturable(self._optimizer, self._graphing)  # the saved groups carry the writer's mode
         if state.get("scaler"):
             self._scaler.load_state_dict(state["scaler"])
         self._augment_generator.set_state(state["augment_rng"].cpu())
