@@ -43,7 +43,8 @@ def measure_dac(
     The full step is :meth:`DAC.train_step` (gather by index, resize to the 28-px net, affine augmentation,
     forward, pairwise BCE on selected pairs, backward, RMSprop); the bare step is :meth:`DAC.model_step` on
     an input prepared beforehand. ``cuda_graph`` replays the model step from a CUDA graph (both steps: the
-    ratio stays the data path's cost); the first four model steps (3 eager, 1 capture) are warm-up then.
+    ratio stays the data path's cost), the full one with its data path inside the graph; each graph's first
+    four steps (3 eager, 1 capture) are warm-up then.
     """
     from photocluster.methods.dac import DAC, select_pairs
 
@@ -51,7 +52,7 @@ def measure_dac(
     method = DAC(device=device, minibatch=batch, cuda_graph=cuda_graph)
     method.prepare(dataset)
     if method._graphed_step is not None:
-        warmup = max(warmup, 3)  # 2 model steps per repeat: 3 eager ones and the capture fall in the warm-up
+        warmup = max(warmup, 5)  # each step has its graph: 3 eager steps and the capture fall in the warm-up
     rng = np.random.default_rng(0)
     # a realistic selection: similarities from random label features, the paper's start thresholds
     features = torch.nn.functional.normalize(torch.rand(batch, 10), dim=1).to(method.device_)
@@ -72,10 +73,11 @@ def measure_dac(
         if repeat >= warmup:
             full.append(middle - start)
             bare.append(end - middle)
-    graphed = method._graphed_step
-    device_name = str(method.device_) + ("+graph" if graphed is not None and graphed.disabled_reason is None else "")
-    if graphed is not None and graphed.disabled_reason is not None:
-        print(f"dac: CUDA graph off, steps ran eagerly — {graphed.disabled_reason}")
+    graphs = [g for g in (method._graphed_train_step, method._graphed_step) if g is not None]
+    failures = [g.disabled_reason for g in graphs if g.disabled_reason is not None]
+    device_name = str(method.device_) + ("+graph" if graphs and not failures else "")
+    for reason in failures:
+        print(f"dac: a CUDA graph is off, its steps ran eagerly — {reason}")
     return {"full": statistics.median(full), "bare": statistics.median(bare), "batch": batch, "device": device_name}
 
 

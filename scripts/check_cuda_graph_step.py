@@ -3,9 +3,11 @@ eager step, and how much faster is it?
 
 Two DAC models with the same seed take the same ``--steps`` full training steps (same images, same pair
 targets, mini-batch 32 as in the paper protocol, plus one odd-sized mini-batch every 32 steps like the
-last one of a 1,000-image selection batch); one eagerly, one through :class:`photocluster.cuda_graph.
-GraphedStep`. Printed: whether the graph was used (replays, eager warm-up steps, or why it was turned off),
-the largest loss and weight differences, and the median time of a step of each (after the first 20).
+last one of a 1,000-image selection batch); one eagerly, one through
+:class:`photocluster.cuda_graph.GraphedStep` (the whole step after the gather: conversion, resize,
+augmentation, model step). Printed: whether the graph was used (replays, eager warm-up steps, or why it was
+turned off), the largest loss and weight differences, and the median time of a step of each (after the
+first 20).
 Exit status 1 when the graph was not used or the two trainings differ by more than ``--tolerance``.
 
 Usage::
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             times.append(time.perf_counter() - start)
             losses.append(float(loss))
         weights = torch.cat([p.detach().float().flatten() for p in method.model_.parameters()])
-        results[graphed] = (np.array(losses), weights, statistics.median(times[20:]), method._graphed_step)
+        results[graphed] = (np.array(losses), weights, statistics.median(times[20:]), method._graphed_train_step)
 
     eager_losses, eager_weights, eager_time, _ = results[False]
     graph_losses, graph_weights, graph_time, graphed_step = results[True]

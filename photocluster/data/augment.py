@@ -102,6 +102,15 @@ def augment_batch(images: torch.Tensor, preset: AffinePreset, generator: torch.G
     """
     if not preset.enabled or images.shape[0] == 0:
         return images
-    theta = random_affine_matrices(images.shape[0], preset, generator).to(images.device, images.dtype)
+    return apply_affine(images, random_affine_matrices(images.shape[0], preset, generator), preset)
+
+
+def apply_affine(images: torch.Tensor, theta: torch.Tensor, preset: AffinePreset) -> torch.Tensor:
+    """Warp a float batch (N, C, H, W) by the matrices ``theta`` (N, 2, 3) from :func:`random_affine_matrices`.
+
+    Split from :func:`augment_batch` so that the drawing (on the CPU, from a seeded generator) and the
+    warping (on the device, capturable in a CUDA graph) can happen apart.
+    """
+    theta = theta.to(images.device, images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode=preset.padding_mode, align_corners=False)

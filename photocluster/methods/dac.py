@@ -58,7 +58,7 @@ from torch.nn import functional as F
 
 from photocluster.checkpoints import load_checkpoint, save_checkpoint
 from photocluster.cuda_graph import GraphedStep, set_capturable
-from photocluster.data.augment import PRESETS, augment_batch, get_preset, preset_for_dataset
+from photocluster.data.augment import PRESETS, apply_affine, get_preset, preset_for_dataset, random_affine_matrices
 from photocluster.data.dataset import ImageDataset
 from photocluster.devices import resolve_device, uses_mixed_precision
 from photocluster.errors import UsageError
@@ -380,7 +380,11 @@ class DAC(ClusteringMethod):
         self._graphing = bool(self.cuda_graph) and self.device_.type == "cuda" and not scaled
         self._optimizer = torch.optim.RMSprop(self.model_.parameters(), lr=float(self.lr), capturable=self._graphing)
         self._scaler = torch.amp.GradScaler("cuda", enabled=scaled)
+        # two graphs over the same weights: the full step (data path included) for training, the bare model
+        # step for the step-time benchmark's comparison
+        self._graphed_train_step = GraphedStep(self._eager_train_step) if self._graphing else None
         self._graphed_step = GraphedStep(self._eager_model_step) if self._graphing else None
+        self._no_tensor = torch.empty(0, device=self.device_)  # stands for an absent graph input
         self._augment_generator = torch.Generator().manual_seed(int(self.random_state))
 
     # -- data -----------------------------------------------------------------------------------------
@@ -394,10 +398,19 @@ class DAC(ClusteringMethod):
 
     def _to_network_input(self, batch_uint8: torch.Tensor, augment: bool) -> torch.Tensor:
         """uint8 (B, C, H, W) on the device → resized, optionally augmented, mean-subtracted float."""
+        return self._network_input(batch_uint8, self._augmentation_matrices(batch_uint8.shape[0]) if augment else None)
+
+    def _augmentation_matrices(self, count: int) -> torch.Tensor | None:
+        """The next ``count`` random affine matrices on the device, or None when the preset does nothing."""
+        if not self._preset.enabled or count == 0:
+            return None
+        return random_affine_matrices(count, self._preset, self._augment_generator).to(self.device_)
+
+    def _network_input(self, batch_uint8: torch.Tensor, theta: torch.Tensor | None) -> torch.Tensor:
         x = resize_to_network(batch_uint8.float().div_(255.0), self.input_size_)
-        if augment:
+        if theta is not None:
             # before the mean subtraction, so that empty pixels are black like the digits' background
-            x = augment_batch(x, self._preset, self._augment_generator)
+            x = apply_affine(x, theta, self._preset)
         x = x - self.channel_mean_.view(1, -1, 1, 1)
         if self._mixed:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -443,9 +456,24 @@ class DAC(ClusteringMethod):
     def train_step(
         self, indices: np.ndarray, targets: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """One full training step on the images ``indices``: gather, augment, then :meth:`model_step`."""
-        x = self._to_network_input(self._uint8_batch(indices), augment=True)
-        return self.model_step(x, targets, mask, previous)
+        """One full training step on the images ``indices``: gather, augment, then :meth:`model_step`.
+        With ``cuda_graph`` on a GPU, everything after the gather and the drawing of the augmentation
+        matrices (which read host data) is replayed from one graph."""
+        if previous is not None and not self.self_consistency_weight > 0:
+            previous = None
+        batch = self._uint8_batch(indices)
+        if self._graphed_train_step is None:
+            return self.model_step(self._to_network_input(batch, augment=True), targets, mask, previous)
+        theta = self._augmentation_matrices(batch.shape[0])
+        absent = self._no_tensor
+        return self._graphed_train_step(batch, targets, mask, absent if theta is None else theta, absent if previous is None else previous)
+
+    def _eager_train_step(
+        self, batch: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, theta: torch.Tensor, previous: torch.Tensor
+    ) -> torch.Tensor:
+        # the graphed form of train_step: fixed arguments, an empty tensor for an absent one
+        x = self._network_input(batch, theta if theta.numel() else None)
+        return self._eager_model_step(x, targets, mask, previous if previous.numel() else None)
 
     def _label_features(
         self, indices: np.ndarray, batch_statistics: bool, cancel: CancelToken, event: ProgressEvent | None = None

@@ -126,16 +126,27 @@ def test_dac_trained_through_graph_replays_equals_eager_training(consistency):
     for graphed in (False, True):
         method = DAC(n_clusters=3, device="cpu", minibatch=20, self_consistency_weight=consistency, cuda_graph=True)
         method.prepare(dataset)
-        assert method._graphed_step is None  # cuda_graph is ignored off CUDA
+        assert method._graphed_step is None and method._graphed_train_step is None  # ignored off CUDA
         if graphed:
             method._graphed_step = GraphedStep(method._eager_model_step, backend=ReplayByCalling())
+            method._graphed_train_step = GraphedStep(method._eager_train_step, backend=ReplayByCalling())
         rng = np.random.default_rng(1)
         features = torch.nn.functional.normalize(torch.rand(20, 3, generator=torch.Generator().manual_seed(2)), dim=1)
         targets, mask = select_pairs(features @ features.T, 0.95, 0.455)
-        losses = [float(method.train_step(rng.choice(len(dataset), 20, replace=False), targets, mask, features))
-                  for _ in range(7)]
-        runs.append((losses, [p.detach().clone() for p in method.model_.parameters()], method._graphed_step))
-    (eager_losses, eager_weights, _), (graph_losses, graph_weights, graphed_step) = runs
-    assert graphed_step.replays == 4 and graphed_step.eager_calls == 3  # the path under test was taken
+        ready = method._to_network_input(method._uint8_batch(np.arange(20)), augment=True)
+        losses = []
+        for step in range(12):
+            # full steps (data path in the graph), with a bare model step on a ready input every third step
+            if step % 3 == 2:
+                losses.append(float(method.model_step(ready, targets, mask, features)))
+            else:
+                losses.append(float(method.train_step(rng.choice(len(dataset), 20, replace=False), targets, mask, features)))
+        # an odd-sized mini-batch, like the last one of a selection batch: its own warm-up
+        losses.append(float(method.train_step(np.arange(7), targets[:7, :7], mask[:7, :7], features[:7])))
+        runs.append((losses, [p.detach().clone() for p in method.model_.parameters()], method))
+    (eager_losses, eager_weights, _), (graph_losses, graph_weights, graphed) = runs
+    # the paths under test were taken: 8 full steps (3 warm-up, 5 replayed), 4 bare (3 warm-up, 1 replayed), 1 odd
+    assert (graphed._graphed_train_step.eager_calls, graphed._graphed_train_step.replays) == (4, 5)
+    assert (graphed._graphed_step.eager_calls, graphed._graphed_step.replays) == (3, 1)
     assert graph_losses == eager_losses
     assert all(torch.equal(a, b) for a, b in zip(eager_weights, graph_weights))
