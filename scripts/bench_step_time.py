@@ -8,7 +8,8 @@ interleaved (full, bare, full, bare, ...) so that a busy machine slows both alik
 
 Usage::
 
-    .venv/bin/python scripts/bench_step_time.py [--device auto] [--repeats 20] [--batch 100]
+    .venv/bin/python scripts/bench_step_time.py [--device auto] [--repeats 20] [--batch 100] [--only dac|mmdc]
+        [--cuda-graph]   (DAC on CUDA: both steps replayed from CUDA graphs)
 """
 
 from __future__ import annotations
