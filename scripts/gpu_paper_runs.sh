@@ -12,7 +12,8 @@
 # $OUT), carry it into the next lease under WORK and `start` with RESUME=1 to go on from it.
 #
 # DAC_PARAMS adds options to the DAC runs, e.g. DAC_PARAMS="-p cuda_graph=true" replays each step from a
-# CUDA graph (check it first with scripts/check_cuda_graph_step.py).
+# CUDA graph (check it first with scripts/check_cuda_graph_step.py); give it to `finish` too, so that the
+# labelled result records the options the run was trained with.
 #
 # usage: scripts/gpu_paper_runs.sh start  MNIST_DIR WORK "DAC_SEEDS" "MMDC_SEEDS"
 #        scripts/gpu_paper_runs.sh wait   WORK SECONDS      (returns early when every job has ended)
@@ -77,7 +78,7 @@ finish)
             # resume with the schedule capped at the passes done: no more training, only the labelling
             "$PY" -m photocluster --headless --benchmark mnist --method dac --protocol paper --data-dir "$data" \
                 --seed "$seed" --seeds 1 --device "$DEVICE" $LIMIT_ARGS --output "$work/$name-at-pass$1.json" -q \
-                -p "checkpoint_dir=$work/$name.ckpt" -p resume=true -p "max_passes=$1" >>"$work/$name.log" 2>&1
+                -p "checkpoint_dir=$work/$name.ckpt" -p resume=true -p "max_passes=$1" ${DAC_PARAMS:-} >>"$work/$name.log" 2>&1
             ;;
         *) kill -INT "$(cat "$work/$name.pid")"; echo "$name was still running: stopped" ;;
         esac

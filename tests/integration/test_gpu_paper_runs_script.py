@@ -75,14 +75,17 @@ def test_a_dac_run_cut_off_after_whole_passes_is_labelled_and_can_go_on(tmp_path
     # labelling only: the checkpoint still says where training stopped
     assert checkpoint_pass(checkpoint) == passes
 
-    # the next lease goes on from that checkpoint instead of starting again
-    script("start", str(tmp_path / "mnist"), str(work), "0", "", RESUME="1")
+    # the next lease goes on from that checkpoint instead of starting again (DAC_PARAMS reach the run: the
+    # CLI refuses unknown parameters; cuda_graph itself is ignored on the CPU)
+    script("start", str(tmp_path / "mnist"), str(work), "0", "", RESUME="1", DAC_PARAMS="-p cuda_graph=true")
     log = work / "dac-seed0.log"
     while "dac seed 0 resume" not in log.read_text():
         assert time.monotonic() < deadline + 120, log.read_text()[-2000:]
         time.sleep(0.5)
-    script("finish", str(tmp_path / "mnist"), str(work))
+    script("finish", str(tmp_path / "mnist"), str(work), DAC_PARAMS="-p cuda_graph=true")
     assert checkpoint_pass(checkpoint) >= passes
+    labelled = json.loads(max(work.glob("dac-seed0-at-pass*.json"), key=lambda path: path.stat().st_mtime).read_text())
+    assert labelled["params"]["cuda_graph"] is True  # the result records the options of the run
 
 
 @pytest.mark.parametrize("checkpoint_state", [None, {"pass_index": 0, "chunk_index": 12}])

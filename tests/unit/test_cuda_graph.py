@@ -150,3 +150,15 @@ def test_dac_trained_through_graph_replays_equals_eager_training(consistency):
     assert (graphed._graphed_step.eager_calls, graphed._graphed_step.replays) == (3, 1)
     assert graph_losses == eager_losses
     assert all(torch.equal(a, b) for a, b in zip(eager_weights, graph_weights))
+
+
+def test_gpu_check_script_says_clearly_that_it_needs_a_gpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the script would run its check")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "check_cuda_graph_step.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "needs a CUDA GPU" in done.stderr and done.stdout == ""
