@@ -15,6 +15,17 @@
 # CUDA graph (check it first with scripts/check_cuda_graph_step.py); give it to `finish` too, so that the
 # labelled result records the options the run was trained with.
 #
+# A lease, as done on 2026-11-23 (device tool, H100; its Python has torch/torchvision/scikit-learn but not
+# platformdirs, and it reaches no network): keep a platformdirs wheel in .whl/ and MNIST's IDX files in
+# .gpudata/mnist/ (both ignored by git via .git/info/exclude), name BOTH in `carry` on EVERY call (a call
+# without them removes them there), and start each command with
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+#   export PYTHONPATH=/tmp/site:$PWD
+# then: python3 scripts/check_cuda_graph_step.py && DAC_PARAMS="-p cuda_graph=true" scripts/gpu_paper_runs.sh
+# start .gpudata/mnist $OUT/work "0 1" ""; later calls `wait $OUT/work 540`; the last call `finish` (with the
+# same DAC_PARAMS) and copies WORK's checkpoints under $OUT so that RESUME=1 can go on in the next lease.
+# The machine is handed back after ~30 s idle: chain the calls without pauses.
+#
 # usage: scripts/gpu_paper_runs.sh start  MNIST_DIR WORK "DAC_SEEDS" "MMDC_SEEDS"
 #        scripts/gpu_paper_runs.sh wait   WORK SECONDS      (returns early when every job has ended)
 #        scripts/gpu_paper_runs.sh finish MNIST_DIR WORK
