@@ -22,8 +22,10 @@
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD
 # then: python3 scripts/check_cuda_graph_step.py && DAC_PARAMS="-p cuda_graph=true" scripts/gpu_paper_runs.sh
-# start .gpudata/mnist $OUT/work "0 1" ""; later calls `wait $OUT/work 540`; the last call `finish` (with the
-# same DAC_PARAMS) and copies WORK's checkpoints under $OUT so that RESUME=1 can go on in the next lease.
+# start .gpudata/mnist /tmp/work "0 1" "" (WORK outside $OUT: each call gets a fresh $OUT, /tmp lasts while
+# the machine is held); later calls `wait /tmp/work 540` and copy /tmp/work/*.json *.log to $OUT; the last
+# call runs `finish` (with the same DAC_PARAMS) and copies the JSONs and the *.ckpt folders to $OUT, so
+# that RESUME=1 can go on from them in the next lease.
 # The machine is handed back after ~30 s idle: chain the calls without pauses.
 #
 # usage: scripts/gpu_paper_runs.sh start  MNIST_DIR WORK "DAC_SEEDS" "MMDC_SEEDS"
