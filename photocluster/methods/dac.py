@@ -429,12 +429,16 @@ class DAC(ClusteringMethod):
         """Forward, loss, backward and RMSprop update on a ready network input; returns the loss (a tensor,
         so that a GPU is not synchronised every step). With ``cuda_graph`` on a GPU the step is replayed
         from a captured graph (one per mini-batch shape, after three eager steps of that shape)."""
-        if previous is not None and not self.self_consistency_weight > 0:
-            previous = None
+        previous = self._consistency_target(previous)
         if self._graphed_step is not None:
             inputs = (x, targets, mask) if previous is None else (x, targets, mask, previous)
             return self._graphed_step(*inputs)
         return self._eager_model_step(x, targets, mask, previous)
+
+    def _consistency_target(self, previous: torch.Tensor | None) -> torch.Tensor | None:
+        """The label features before the update, only when the self-consistency term is on (so that a
+        graph is keyed on the inputs it really uses)."""
+        return previous if previous is not None and self.self_consistency_weight > 0 else None
 
     def _eager_model_step(
         self, x: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor | None = None
@@ -459,8 +463,7 @@ class DAC(ClusteringMethod):
         """One full training step on the images ``indices``: gather, augment, then :meth:`model_step`.
         With ``cuda_graph`` on a GPU, everything after the gather and the drawing of the augmentation
         matrices (which read host data) is replayed from one graph."""
-        if previous is not None and not self.self_consistency_weight > 0:
-            previous = None
+        previous = self._consistency_target(previous)
         batch = self._uint8_batch(indices)
         if self._graphed_train_step is None:
             return self.model_step(self._to_network_input(batch, augment=True), targets, mask, previous)
