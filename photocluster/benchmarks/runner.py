@@ -13,7 +13,9 @@ tqdm bar (stage, step/total, metrics, ETA), times the run and scores ``labels_``
      "mean": {"acc", "nmi", "ari"}, "paper": {...} or null, ...}
 
 With several methods (``--method kmeans,gmm``) the file holds a JSON list of such objects, one per method, in
-the order given. Extra keys: ``std``, ``best``, ``n_clusters``, ``params``, ``nmi_average``.
+the order given. Extra keys: ``std``, ``best``, ``n_clusters``, ``params``, ``nmi_average``. DAC and DAC* runs
+also carry ``"selection"``: per pass, how many of the pairs the method selected are right by the labels
+(:mod:`photocluster.benchmarks.selection_quality`).
 """
 
 from __future__ import annotations
@@ -201,6 +203,12 @@ def run_benchmark(
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         params_used = estimator.get_params()
+        selection_quality = None
+        if hasattr(estimator, "pair_observer"):  # DAC, DAC*: score the selected pairs against the labels
+            from photocluster.benchmarks.selection_quality import SelectionQuality
+
+            selection_quality = SelectionQuality(dataset.labels)
+            estimator.pair_observer = selection_quality
         bar = _ProgressBar(f"{method} seed {seed}", progress)
         started = time.perf_counter()
         try:
@@ -213,6 +221,8 @@ def run_benchmark(
         runs.append({"seed": int(seed), "acc": scores["acc"], "nmi": scores["nmi"], "ari": scores["ari"],
                      "seconds": seconds, "nmi_arithmetic": scores["nmi_arithmetic"], "jc": scores["jc"],
                      "fmi": scores["fmi"], "n_found_clusters": int(len(np.unique(estimator.labels_)))})
+        if selection_quality is not None:
+            runs[-1]["selection"] = selection_quality.per_pass()
 
     def stat(fn) -> dict[str, float]:
         return {m: float(fn([run[m] for run in runs])) for m in (*_TABLE_METRICS, "nmi_arithmetic", "seconds")}

@@ -48,8 +48,9 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -146,6 +147,19 @@ def pairwise_bce(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
     return (losses * selected).sum() / selected.sum().clamp_min(1.0)
 
 
+@dataclass(frozen=True)
+class PairSelection:
+    """What one selection batch chose: handed to :attr:`DAC.pair_observer` right after the selection."""
+
+    pass_index: int  #: 0-based pass
+    upper: float  #: u(λ) of the pass
+    lower: float  #: l(λ) of the pass
+    indices: np.ndarray  #: the selection batch's images (indices into the data set)
+    features: torch.Tensor  #: their label features at selection time, (n, k), on the training device
+    targets: torch.Tensor  #: r, (n, n)
+    mask: torch.Tensor  #: v, (n, n) bool: the selected pairs
+
+
 @contextmanager
 def _frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
     """Train-mode batch norm (batch statistics) that leaves the running statistics untouched.
@@ -179,6 +193,10 @@ class DAC(ClusteringMethod):
     family = "deep"
     #: seconds between progress events (tests set 0 to see every step)
     event_interval: float = 0.5
+    #: called with a :class:`PairSelection` after each selection batch's pairs are chosen. Training never
+    #: reads labels; the benchmark runner sets this to score how many selected pairs are right
+    #: (:mod:`photocluster.benchmarks.selection_quality`), the quantity DAC's premise rests on.
+    pair_observer: Callable[[PairSelection], None] | None = None
 
     def __init__(
         self,
@@ -634,6 +652,8 @@ class DAC(ClusteringMethod):
                         ),
                     )
                     targets, mask = select_pairs(features @ features.T, upper, lower)
+                    if self.pair_observer is not None:
+                        self.pair_observer(PairSelection(pass_index, upper, lower, chunk, features, targets, mask))
                     n_pairs = max(1, len(chunk) * (len(chunk) - 1))
                     selected_fraction = float(mask.sum()) / n_pairs
                     positive_fraction = float(targets.sum()) / n_pairs
