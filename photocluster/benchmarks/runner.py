@@ -355,8 +355,18 @@ def run_benchmark_command(args) -> int:
             return 130
     if results:
         print(format_table(results))
+        _print_selection_tables(results)
     _write_output(output, results + sweeps)
     return 0
+
+
+def _print_selection_tables(results: list[dict[str, Any]]) -> None:
+    from photocluster.benchmarks.selection_quality import format_selection_tables
+
+    for result in results:
+        text = format_selection_tables(result)
+        if text:
+            print(f"\n{text}")
 
 
 def _is_boot_sweep(method: str, boot: str | None) -> bool:

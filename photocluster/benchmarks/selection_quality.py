@@ -23,7 +23,7 @@ import torch
 
 from photocluster.metrics import clustering_accuracy
 
-__all__ = ["SelectionQuality", "pair_counts"]
+__all__ = ["SelectionQuality", "format_selection_tables", "pair_counts"]
 
 
 def pair_counts(labels: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> dict[str, int]:
@@ -87,6 +87,35 @@ class SelectionQuality:
                 }
             )
         return rows
+
+
+def format_selection_tables(result: dict[str, Any]) -> str:
+    """The per-pass tables of one benchmark record (``run_benchmark``'s dict), one per seed; "" when its runs
+    carry none."""
+    blocks = []
+    for run in result.get("runs", []):
+        rows = run.get("selection")
+        if not rows:
+            continue
+        chance = rows[0]["same_class_fraction"]
+        lines = [
+            f"{result['method']} seed {run['seed']}: the pairs it selected, scored against the labels "
+            f"(a random pair is same-class with probability {_cell(chance)})",
+            f"{'pass':>4}  {'u':>5}  {'l':>5}  {'similar':>11}  {'right':>5}  {'dissimilar':>11}  {'right':>5}  "
+            f"{'selection ACC':>13}",
+        ]
+        for row in rows:
+            lines.append(
+                f"{row['pass']:>4}  {row['upper']:5.3f}  {row['lower']:5.3f}  {row['similar_pairs']:>11,}  "
+                f"{_cell(row['similar_precision']):>5}  {row['dissimilar_pairs']:>11,}  "
+                f"{_cell(row['dissimilar_precision']):>5}  {_cell(row['selection_acc']):>13}"
+            )
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:

@@ -228,3 +228,18 @@ def test_mnist_kmeans_reproduces_dac_table2(mnist_dir, tmp_path):
     assert result["n_images"] == 70_000
     for key, paper in (("nmi", 0.4997), ("ari", 0.3652), ("acc", 0.5723)):
         assert result["mean"][key] == pytest.approx(paper, abs=0.04), key
+
+
+def test_dac_benchmark_prints_and_writes_how_right_its_pairs_are(tmp_path, capsys):
+    output = tmp_path / "r.json"
+    code = main(["--headless", "--benchmark", "digits", "--method", "dac", "-q", "--limit", "120", "--device", "cpu",
+                 "-p", "max_passes=2", "-p", "selection_batch=60", "-p", "minibatch=30", "-p", "passes_per_batch=1",
+                 "-p", "bn_recalibration_images=120", "--output", str(output)])
+    assert code == 0
+    table = json.loads(output.read_text())["runs"][0]["selection"]
+    assert [row["pass"] for row in table] == [1, 2]
+    printed = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(printed) if line.startswith("dac seed 0: the pairs it selected"))
+    first = printed[header + 2].split()
+    assert first[:3] == ["1", "0.950", "0.455"]
+    assert int(first[3].replace(",", "")) == table[0]["similar_pairs"]

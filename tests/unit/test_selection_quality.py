@@ -121,3 +121,19 @@ def test_benchmark_record_carries_the_selection_table_for_dac_only():
         assert 0.4 < row["same_class_fraction"] < 0.55
     kmeans = run_benchmark("bars", "kmeans", dataset=dataset, n_clusters=2, progress=False)
     assert "selection" not in kmeans["runs"][0]
+
+
+def test_selection_tables_print_one_line_per_pass():
+    from photocluster.benchmarks.selection_quality import format_selection_tables
+
+    row = {"pass": 1, "upper": 0.95, "lower": 0.455, "similar_pairs": 108022, "similar_precision": 0.2059,
+           "dissimilar_pairs": 1446752, "dissimilar_precision": 0.9263, "same_class_fraction": 0.0995,
+           "selection_acc": 0.2927}
+    empty = dict(row, **{"pass": 2, "dissimilar_pairs": 0, "dissimilar_precision": None})
+    text = format_selection_tables({"method": "dac", "runs": [{"seed": 3, "selection": [row, empty]}, {"seed": 4}]})
+    lines = text.splitlines()
+    assert lines[0].startswith("dac seed 3:") and "probability 0.100" in lines[0]
+    assert lines[2].split() == ["1", "0.950", "0.455", "108,022", "0.206", "1,446,752", "0.926", "0.293"]
+    assert lines[3].split()[5:7] == ["0", "—"]
+    assert len(lines) == 4  # seed 4 has no table
+    assert format_selection_tables({"method": "kmeans", "runs": [{"seed": 0}]}) == ""
