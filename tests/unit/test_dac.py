@@ -57,14 +57,7 @@ _FAST = dict(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP threads spin against other processes and a
-    step gets 5-10x slower (measured: 0.7 s vs 3-10 s for a 20-image step under load 11)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/unit/conftest.py
 
 
 # -- restraint layer --------------------------------------------------------------------------------

@@ -25,14 +25,7 @@ from photocluster.methods.mmdc import (
 from photocluster.progress import CancelToken, Cancelled
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # On a shared 2-core machine two intra-op threads spin against each other and a step gets ~10x
-    # slower; one thread keeps these tests fast and their timings meaningful.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/unit/conftest.py
 
 
 def _quadrant_images(n_per_class: int = 48, side: int = 16, seed: int = 0) -> ImageDataset:

@@ -14,12 +14,7 @@ from photocluster.methods.base import get_method
 from photocluster.methods.dac import PairSelection, dac_thresholds, select_pairs
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/unit/conftest.py
 
 
 def _hand_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
