@@ -64,3 +64,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP threads spin against other processes and a
+    step gets 5-10x slower (measured: 0.7 s vs 3-10 s for a 20-image step under load 11). Test modules that
+    train networks use it for every test (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).
+    Here and not in a tests/unit/conftest.py: a second module named conftest would shadow
+    ``from conftest import ...`` in the GUI tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

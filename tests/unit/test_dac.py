@@ -57,7 +57,7 @@ _FAST = dict(
 )
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/unit/conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # -- restraint layer --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from photocluster.methods.mmdc import (
 from photocluster.progress import CancelToken, Cancelled
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/unit/conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _quadrant_images(n_per_class: int = 48, side: int = 16, seed: int = 0) -> ImageDataset:

@@ -14,7 +14,7 @@ from photocluster.methods.base import get_method
 from photocluster.methods.dac import PairSelection, dac_thresholds, select_pairs
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/unit/conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _hand_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
