@@ -562,6 +562,12 @@ class DAC(ClusteringMethod):
                 f"{self.name}: the checkpoint in {self.checkpoint_dir} belongs to another run "
                 f"(method {state.get('method')}, k={state.get('n_clusters')}, input {state.get('input_size')} px)"
             )
+        if set(state["model"]) != set(self.model_.state_dict()):
+            # e.g. a 28-px checkpoint written before the batch norm after the average pool was added
+            raise UsageError(
+                f"{self.name}: the checkpoint in {self.checkpoint_dir} was written for another layout of the "
+                "network (an earlier version of photocluster); start again without resume"
+            )
         self.model_.load_state_dict(state["model"])
         self._optimizer.load_state_dict(state["optimizer"])
         set_capturable(self._optimizer, self._graphing)  # the saved groups carry the writer's mode

@@ -6,8 +6,9 @@ code, summarised in ../shared/PAPERS.md):
 * **96 px** (STL-10, ImageNet-10/-Dog): three blocks of three unpadded 3x3 convolutions (64, 128, 256
   channels), each convolution followed by batch norm and ReLU, each block ending in a 2x2 max-pool;
 * **32 px** (CIFAR): the same with two blocks (64, 128);
-* **28 px** (MNIST): two blocks like the 32 px net, plus a batch norm after each max-pool (as in the
-  authors' ``mnistNetwork``).
+* **28 px** (MNIST): two blocks like the 32 px net, plus a batch norm after every pooling layer — both
+  max-pools and the final average pool (as in the authors' ``mnistNetwork``, MNIST/mnist.py of their
+  repository: ``AveragePooling2D`` over the 2x2 map, then ``BatchNormalization``, then ``Flatten``).
 
 Every variant then has a 1x1 convolution to ``k`` channels, batch norm, ReLU, global average pooling, two
 ``k -> k`` dense layers initialised to the identity (each followed by batch norm and ReLU) and the
@@ -117,6 +118,10 @@ class DACNet(nn.Module):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         ]
+        if bn_after_pool:
+            # the authors' MNIST net normalises the pooled k-vector too; appended last so that the other
+            # layers keep the indices (and checkpoint keys) they had before this layer was added
+            layers.append(nn.BatchNorm1d(n_clusters))
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Sequential(
             _IdentityDense(n_clusters),

@@ -186,6 +186,23 @@ def test_dac_net_variants_give_label_features(size, channels):
     assert torch.equal(net.head[0].weight, torch.eye(10)) and torch.equal(net.head[3].weight, torch.eye(10))
 
 
+@pytest.mark.parametrize("size, channels", [(28, 1), (32, 3), (96, 3)])
+def test_only_the_28px_net_normalises_the_pooled_vector(size, channels):
+    """The authors' MNIST net has a batch norm after the average pool (MNIST/mnist.py); their CIFAR and STL
+    nets go straight from the ReLU'd pool to the dense layers. In train mode a batch norm with its initial
+    affine parameters makes every pooled channel mean 0, variance 1 over the batch; a ReLU'd pool is >= 0."""
+    torch.manual_seed(0)
+    net = DACNet(channels, 10, size).train()
+    pooled = net.trunk(torch.randn(16, channels, size, size))
+    if size == 28:
+        assert isinstance(net.trunk[-1], torch.nn.BatchNorm1d)
+        assert torch.allclose(pooled.mean(dim=0), torch.zeros(10), atol=1e-5)
+        assert torch.allclose(pooled.var(dim=0, unbiased=False), torch.ones(10), atol=1e-2)
+    else:
+        assert not isinstance(net.trunk[-1], torch.nn.BatchNorm1d)
+        assert (pooled >= 0).all()
+
+
 def test_network_input_size_rounds_up_to_supported_sizes():
     assert network_input_size(8, 8) == 28
     assert network_input_size(28, 28) == 28
@@ -319,6 +336,23 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert max(e.step for e in train_events) <= saved["step"] + 2 * steps_per_pass
     assert [h["pass"] for h in resumed.history_] == [1.0, 2.0, 3.0]
     assert resumed.labels_.shape == (60,)
+
+
+def test_resume_refuses_a_checkpoint_of_another_network_layout(tmp_path):
+    """A checkpoint whose weights do not fit today's network (e.g. a 28-px net saved before the batch norm
+    after the average pool existed) gets a one-line usage error, not a PyTorch traceback."""
+    from photocluster.checkpoints import save_checkpoint
+
+    dataset = _bars_dataset(20)
+    params = dict(_FAST, checkpoint_dir=str(tmp_path), lambda_step=0.15, max_passes=1)
+    get_method("dac", **params).fit(dataset)
+    path = tmp_path / "dac-checkpoint.pt"
+    state = load_checkpoint(path)
+    last_norm = max(int(key.split(".")[1]) for key in state["model"] if key.startswith("trunk."))
+    state["model"] = {k: v for k, v in state["model"].items() if not k.startswith(f"trunk.{last_norm}.")}
+    save_checkpoint(path, state)
+    with pytest.raises(UsageError, match="another layout"):
+        get_method("dac", resume=True, **params).fit(dataset)
 
 
 def test_progress_events_carry_schedule_and_eta():
