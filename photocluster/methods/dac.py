@@ -31,6 +31,14 @@ Choices and deviations, all documented as parameters:
 * After training, batch-norm running statistics are re-estimated on (a sample of) the data with the final
   weights, then labels are inferred in eval mode, so ``predict`` on one image gives the same answer as on a
   batch.
+* ``loss`` and ``upper_start``: the authors' released code differs from the paper. Their MNIST script
+  (MNIST/mnist.py in github.com/vector-1127/DAC) labels *every* pair with one threshold, as DAC* does,
+  starting at 0.9 and lowered by 0.02 per pass for 20 passes; it trains with the mean squared error between
+  ``r_ij`` and ``l_i · l_j`` instead of the paper's binary cross-entropy, in mini-batches of 128, 5 passes
+  over each 1,000-image selection batch (its log reaches ACC 0.956 after the first pass). Their STL-10
+  script also uses one threshold (0.99 down to 0.5 over 75 passes), with BCE and the self-consistency term.
+  ``dac-star -p loss=mse -p upper_start=0.9 -p lambda_step=0.02 -p minibatch=128 -p passes_per_batch=5``
+  runs the MNIST script's recipe; the defaults (``bce``, 0.95) are the paper's.
 * ``cuda_graph`` (off by default, CUDA only): replay each training step from a captured CUDA graph
   (:mod:`photocluster.cuda_graph`). The same arithmetic; it only removes the host's cost of launching the
   step's ~220 operator calls one by one, which bounds this small network's step on a GPU.
@@ -74,26 +82,27 @@ _PRELOAD_LIMIT = 2 * 2**30
 
 
 # -- the pieces of the algorithm, as plain functions (unit-tested one by one) ---------------------------
-def dac_thresholds(lam: float) -> tuple[float, float]:
-    """The paper's ``(u(λ), l(λ)) = (0.95 − λ, 0.455 + 0.1 λ)``."""
-    return 0.95 - lam, 0.455 + 0.1 * lam
+def dac_thresholds(lam: float, upper_start: float = 0.95) -> tuple[float, float]:
+    """The paper's ``(u(λ), l(λ)) = (0.95 − λ, 0.455 + 0.1 λ)``; ``upper_start`` replaces the 0.95."""
+    return upper_start - lam, 0.455 + 0.1 * lam
 
 
-def dac_finished(lam: float) -> bool:
+def dac_finished(lam: float, upper_start: float = 0.95) -> bool:
     """DAC's stop rule: ``l(λ) > u(λ)``."""
-    upper, lower = dac_thresholds(lam)
+    upper, lower = dac_thresholds(lam, upper_start)
     return lower - upper > _SCHEDULE_TOLERANCE
 
 
-def dac_star_thresholds(lam: float) -> tuple[float, float]:
-    """DAC*'s single annealed threshold ``t = 0.95 − λ`` (returned twice: every pair is labelled)."""
-    threshold = 0.95 - lam
+def dac_star_thresholds(lam: float, start: float = 0.95) -> tuple[float, float]:
+    """DAC*'s single annealed threshold ``t = 0.95 − λ`` (returned twice: every pair is labelled);
+    ``start`` replaces the 0.95."""
+    threshold = start - lam
     return threshold, threshold
 
 
-def dac_star_finished(lam: float) -> bool:
-    """DAC* stops once the threshold would go below 0.5 — the same pass as DAC (λ > 0.45)."""
-    return 0.95 - lam < 0.5 - _SCHEDULE_TOLERANCE
+def dac_star_finished(lam: float, start: float = 0.95) -> bool:
+    """DAC* stops once the threshold would go below 0.5 — from 0.95 the same pass as DAC (λ > 0.45)."""
+    return start - lam < 0.5 - _SCHEDULE_TOLERANCE
 
 
 def count_passes(lambda_step: float, finished=dac_finished) -> int:
@@ -145,6 +154,19 @@ def pairwise_bce(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
     losses = F.binary_cross_entropy(similarity, targets, reduction="none")
     selected = mask.float()
     return (losses * selected).sum() / selected.sum().clamp_min(1.0)
+
+
+def pairwise_mse(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between ``r_ij`` and ``l_i · l_j`` over the selected pairs — the loss of the
+    authors' released MNIST code (``myLoss``), not of the paper. Bounded, so a confidently wrong pair pulls
+    no harder than a merely wrong one (BCE's gradient grows without bound as ``l_i · l_j`` nears 0 or 1)."""
+    losses = (features @ features.T - targets) ** 2
+    selected = mask.float()
+    return (losses * selected).sum() / selected.sum().clamp_min(1.0)
+
+
+#: pair losses by the ``loss`` parameter's value
+PAIR_LOSSES = {"bce": pairwise_bce, "mse": pairwise_mse}
 
 
 @dataclass(frozen=True)
@@ -208,6 +230,8 @@ class DAC(ClusteringMethod):
         passes_per_batch: int = 10,
         lr: float = 0.001,
         lambda_step: float = 0.009,
+        upper_start: float = 0.95,
+        loss: str = "bce",
         max_passes: int = 0,
         n_images_per_pass: int = 0,
         train_subset: int = 0,
@@ -229,6 +253,8 @@ class DAC(ClusteringMethod):
         self.passes_per_batch = passes_per_batch
         self.lr = lr
         self.lambda_step = lambda_step
+        self.upper_start = upper_start
+        self.loss = loss
         self.max_passes = max_passes
         self.n_images_per_pass = n_images_per_pass
         self.train_subset = train_subset
@@ -243,18 +269,16 @@ class DAC(ClusteringMethod):
         self.cuda_graph = cuda_graph
 
     # -- schedule (DAC* overrides) -------------------------------------------------------------------
-    @staticmethod
-    def thresholds(lam: float) -> tuple[float, float]:
+    def thresholds(self, lam: float) -> tuple[float, float]:
         """``(upper, lower)`` at ``λ``."""
-        return dac_thresholds(lam)
+        return dac_thresholds(lam, float(self.upper_start))
 
-    @staticmethod
-    def finished(lam: float) -> bool:
-        return dac_finished(lam)
+    def finished(self, lam: float) -> bool:
+        return dac_finished(lam, float(self.upper_start))
 
     def planned_passes(self) -> int:
         """Passes this configuration runs: the schedule's, capped by ``max_passes`` when that is > 0."""
-        passes = count_passes(float(self.lambda_step), type(self).finished)
+        passes = count_passes(float(self.lambda_step), self.finished)
         return min(passes, int(self.max_passes)) if self.max_passes and self.max_passes > 0 else passes
 
     # -- user-facing descriptions ---------------------------------------------------------------------
@@ -269,6 +293,10 @@ class DAC(ClusteringMethod):
             ParamSpec("passes_per_batch", int, 10, "training passes over each selection batch (authors' code: 10)", minimum=1),
             ParamSpec("lr", float, 0.001, "RMSprop learning rate", minimum=0.0),
             ParamSpec("lambda_step", float, 0.009, "η: λ grows by this after each pass (0.009 → 51 passes)", minimum=1e-6),
+            ParamSpec("upper_start", float, 0.95, "u(0), the first pass's similar threshold (paper 0.95; the "
+                      "authors' MNIST code starts its single threshold at 0.9)", minimum=0.5),
+            ParamSpec("loss", str, "bce", "pair loss: bce = the paper's Eq. 10; mse = the authors' MNIST code",
+                      tuple(PAIR_LOSSES)),
             ParamSpec("max_passes", int, 0, "stop after this many passes (0 = the schedule's own stop)", minimum=0),
             ParamSpec("n_images_per_pass", int, 0, "random images per pass (0 = all)", minimum=0),
             ParamSpec("train_subset", int, 0, "train on one fixed random subset of this many images, every pass "
@@ -347,6 +375,8 @@ class DAC(ClusteringMethod):
         need(float(self.lambda_step) > 0, "lambda_step must be positive")
         need(int(self.max_passes) >= 0 and int(self.n_images_per_pass) >= 0 and int(self.train_subset) >= 0,
              "max_passes, n_images_per_pass and train_subset must be ≥ 0")
+        need(self.loss in PAIR_LOSSES, f"loss must be one of {', '.join(PAIR_LOSSES)}, got {self.loss!r}")
+        need(0.5 <= float(self.upper_start) <= 1.0, f"upper_start must be in [0.5, 1], got {self.upper_start!r}")
         need(self.selection_bn in ("batch", "running"), f"selection_bn must be 'batch' or 'running', got {self.selection_bn!r}")
         need(self.augment == "auto" or self.augment in PRESETS, f"augment must be auto or one of {', '.join(PRESETS)}, got {self.augment!r}")
         need(float(self.self_consistency_weight) >= 0, "self_consistency_weight must be ≥ 0")
@@ -465,7 +495,7 @@ class DAC(ClusteringMethod):
         with self._autocast():
             features = self.model_(x)
         features = features.float()
-        loss = pairwise_bce(features, targets, mask)
+        loss = PAIR_LOSSES[self.loss](features, targets, mask)
         if previous is not None:
             consistency = F.binary_cross_entropy(features.clamp(1e-7, 1 - 1e-7), previous)
             loss = loss + float(self.self_consistency_weight) * consistency
@@ -809,13 +839,11 @@ class DACStar(DAC):
         "threshold that anneals from 0.95 to 0.5."
     )
 
-    @staticmethod
-    def thresholds(lam: float) -> tuple[float, float]:
-        return dac_star_thresholds(lam)
+    def thresholds(self, lam: float) -> tuple[float, float]:
+        return dac_star_thresholds(lam, float(self.upper_start))
 
-    @staticmethod
-    def finished(lam: float) -> bool:
-        return dac_star_finished(lam)
+    def finished(self, lam: float) -> bool:
+        return dac_star_finished(lam, float(self.upper_start))
 
     @classmethod
     def describe_protocols(cls) -> dict[str, str]:

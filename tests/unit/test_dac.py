@@ -25,6 +25,7 @@ from photocluster.methods.dac import (
     dac_star_thresholds,
     dac_thresholds,
     pairwise_bce,
+    pairwise_mse,
     select_pairs,
 )
 from photocluster.models.dac_net import DACNet, RestraintLayer, network_input_size
@@ -124,6 +125,40 @@ def test_pairwise_bce_uses_only_selected_pairs():
     assert pairwise_bce(features, targets, mask2).item() == pytest.approx(-math.log(math.sqrt(0.5)) / 2, abs=1e-5)
 
 
+def test_pairwise_mse_of_the_authors_mnist_code_uses_only_selected_pairs():
+    features = torch.tensor([[1.0, 0.0], [math.sqrt(0.5), math.sqrt(0.5)], [0.0, 1.0]])
+    targets = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.float32)
+    mask = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
+    # pair (0,1): (0.7071 − 1)² = 0.08579, counted twice (both orders) over 2 selected entries
+    assert pairwise_mse(features, targets, mask).item() == pytest.approx((math.sqrt(0.5) - 1) ** 2, abs=1e-6)
+    # adding (1,2) with target 0: (0.7071 − 0)² = 0.5 → mean of 0.08579, 0.08579, 0.5, 0.5
+    mask2 = mask.clone()
+    mask2[1, 2] = mask2[2, 1] = True
+    expected = ((math.sqrt(0.5) - 1) ** 2 + 0.5) / 2
+    assert pairwise_mse(features, targets, mask2).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_training_step_uses_the_chosen_pair_loss():
+    """``loss="mse"`` trains on the authors' MNIST loss: the step's loss equals pairwise_mse of the
+    features the step computed (same batch statistics, taken before the update), and differs from BCE's."""
+    dataset = _bars_dataset(10)
+    for name, loss_function in (("mse", pairwise_mse), ("bce", pairwise_bce)):
+        method = DAC(loss=name, **_FAST)
+        method.prepare(dataset)
+        indices = np.arange(12)
+        x = method._to_network_input(method._uint8_batch(indices), augment=False)
+        targets, mask = select_pairs(torch.eye(12) * 0.5 + 0.5, 0.95, 0.7)  # same-index blocks: all dissimilar
+        targets[:6, :6] = 1.0
+        mask[:6, :6] = ~torch.eye(6, dtype=torch.bool)
+        with torch.no_grad(), torch.random.fork_rng():
+            method.model_.train()
+            features = method.model_(x)
+        step_loss = method.model_step(x, targets, mask)
+        assert step_loss.item() == pytest.approx(loss_function(features, targets, mask).item(), rel=1e-5)
+        other = pairwise_bce if name == "mse" else pairwise_mse
+        assert step_loss.item() != pytest.approx(other(features, targets, mask).item(), rel=1e-2)
+
+
 # -- the λ schedule ---------------------------------------------------------------------------------
 def test_lambda_schedule_and_stop_rule():
     assert dac_thresholds(0.0) == (0.95, 0.455)
@@ -142,6 +177,20 @@ def test_lambda_schedule_and_stop_rule():
     assert dac_star_thresholds(0.3) == (pytest.approx(0.65), pytest.approx(0.65))
     assert not dac_star_finished(0.45) and dac_star_finished(0.459)
     assert count_passes(0.009, dac_star_finished) == 51
+
+
+def test_schedule_from_another_upper_start():
+    # the authors' MNIST code: one threshold from 0.9, lowered by 0.02 per pass: 0.9 − 0.02 n < 0.5 first at
+    # n = 21, so 21 passes (t = 0.90 … 0.50); their script stops after 20 (t = 0.52): max_passes=20
+    assert dac_star_thresholds(0.1, start=0.9) == (pytest.approx(0.8), pytest.approx(0.8))
+    star = DACStar(upper_start=0.9, lambda_step=0.02)
+    assert star.planned_passes() == 21
+    assert star.thresholds(0.4) == (pytest.approx(0.5), pytest.approx(0.5))
+    assert DACStar(upper_start=0.9, lambda_step=0.02, max_passes=20).planned_passes() == 20
+    # DAC: u(λ) = 0.9 − λ meets l(λ) = 0.455 + 0.1 λ at λ = 0.4045: with η = 0.009, 45 passes (λ ≤ 0.396)
+    dac = DAC(upper_start=0.9)
+    assert dac.thresholds(0.0) == (pytest.approx(0.9), pytest.approx(0.455))
+    assert dac.planned_passes() == 45 and count_passes(0.009, lambda lam: dac_finished(lam, 0.9)) == 45
 
 
 def test_planned_passes_respects_the_cap():
@@ -267,6 +316,10 @@ def test_registered_and_rejects_bad_parameters():
         get_method("dac", selection_bn="eval", **{k: v for k, v in _FAST.items()}).fit(dataset)
     with pytest.raises(UsageError, match="checkpoint_dir"):
         get_method("dac", resume=True, **_FAST).fit(dataset)
+    with pytest.raises(UsageError, match="loss must be one of bce, mse"):
+        get_method("dac", loss="hinge", **_FAST).fit(dataset)
+    with pytest.raises(UsageError, match="upper_start"):
+        get_method("dac-star", upper_start=0.4, **_FAST).fit(dataset)
 
 
 def test_deterministic_under_a_seed_and_predict_matches_labels():
