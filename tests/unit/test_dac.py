@@ -159,6 +159,23 @@ def test_training_step_uses_the_chosen_pair_loss():
         assert step_loss.item() != pytest.approx(other(features, targets, mask).item(), rel=1e-2)
 
 
+def test_rmsprop_decays_like_the_authors_keras_optimiser():
+    """Keras' RMSprop (rho = 0.9) from a zero average: the first step moves a weight by
+    lr · g / sqrt(0.1 g²) = lr / sqrt(0.1) ≈ 3.162 lr wherever its gradient is not tiny (PyTorch's default
+    0.99 would give 10 lr)."""
+    dataset = _bars_dataset(10)
+    for alpha, expected in ((0.9, 0.001 / math.sqrt(0.1)), (0.99, 0.001 / math.sqrt(0.01))):
+        method = DAC(**_FAST) if alpha == 0.9 else DAC(rmsprop_alpha=alpha, **_FAST)
+        method.prepare(dataset)
+        assert method._optimizer.param_groups[0]["alpha"] == alpha
+        before = [p.detach().clone() for p in method.model_.parameters()]
+        x = method._to_network_input(method._uint8_batch(np.arange(12)), augment=False)
+        targets, mask = select_pairs(torch.full((12, 12), 0.7), 0.95, 0.8)  # every pair dissimilar
+        method.model_step(x, targets, mask)
+        largest = max((p.detach() - b).abs().max().item() for p, b in zip(method.model_.parameters(), before))
+        assert largest == pytest.approx(expected, rel=1e-3)
+
+
 # -- the λ schedule ---------------------------------------------------------------------------------
 def test_lambda_schedule_and_stop_rule():
     assert dac_thresholds(0.0) == (0.95, 0.455)
@@ -320,6 +337,8 @@ def test_registered_and_rejects_bad_parameters():
         get_method("dac", loss="hinge", **_FAST).fit(dataset)
     with pytest.raises(UsageError, match="upper_start"):
         get_method("dac-star", upper_start=0.4, **_FAST).fit(dataset)
+    with pytest.raises(UsageError, match="rmsprop_alpha"):
+        get_method("dac", rmsprop_alpha=1.0, **_FAST).fit(dataset)
 
 
 def test_deterministic_under_a_seed_and_predict_matches_labels():
