@@ -164,7 +164,8 @@ def pairwise_bce(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
 def pairwise_mse(features: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error between ``r_ij`` and ``l_i · l_j`` over the selected pairs — the loss of the
     authors' released MNIST code (``myLoss``), not of the paper. Bounded, so a confidently wrong pair pulls
-    no harder than a merely wrong one (BCE's gradient grows without bound as ``l_i · l_j`` nears 0 or 1)."""
+    no harder than a merely wrong one (BCE's gradient grows without bound as ``l_i · l_j`` nears the wrong
+    end: 0 for a pair labelled similar, 1 for one labelled dissimilar)."""
     losses = (features @ features.T - targets) ** 2
     selected = mask.float()
     return (losses * selected).sum() / selected.sum().clamp_min(1.0)
