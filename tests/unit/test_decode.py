@@ -358,16 +358,34 @@ def test_cancel_stops_decoding_within_about_a_second(tmp_path, monkeypatch):
 
 
 def test_cancel_with_worker_processes_returns_promptly(tmp_path):
-    folder = _folder_of_photos(tmp_path / "photos", 150, size=(400, 300))
+    # Noise photos, so that decoding takes real time in the workers (solid colours decode so fast that
+    # all 150 could be done before the first throttled progress event, and the cancel would come too late).
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(150):
+        noise = rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(folder / f"p{i:03d}.jpg", quality=90)
     report = FolderScan([folder]).run()
     token = CancelToken()
-    decoder = LibraryDecoder(report.photos, workers=2, cache_root=tmp_path / "cache")
-    cancelled_at = None
+    cache = tmp_path / "cache"
+    decoder = LibraryDecoder(report.photos, workers=2, cache_root=cache)
+    fired: list[float] = []
+
+    def cancel_once_a_worker_has_decoded() -> None:
+        # The first cached array on disk means the workers are running: cancel mid-decode.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any((cache / "photos").rglob("*.npy")):
+            time.sleep(0.005)
+        fired.append(time.monotonic())
+        token.cancel()
+
+    watcher = threading.Thread(target=cancel_once_a_worker_has_decoded)
+    watcher.start()
     with pytest.raises(Cancelled):
-        for event in decoder.steps(token):
-            if event.step > 0 and cancelled_at is None:  # the first photos are back from the workers
-                token.cancel()
-                cancelled_at = time.monotonic()
-    assert cancelled_at is not None
-    assert time.monotonic() - cancelled_at < 1.5
+        for _ in decoder.steps(token):
+            pass
+    stopped = time.monotonic()
+    watcher.join()
+    assert stopped - fired[0] < 1.5
     assert decoder.result.n_decoded < 150
