@@ -458,7 +458,9 @@ def test_progress_events_carry_schedule_and_eta():
     "21 % right (chance 10 %) and at lr 1e-3 the net locks onto a partition whose similar pairs are ~46 % right. "
     "k-means: 0.79. After the two fixes of 2026-12-02 (batch norm after the 28-px net's average pool, RMSprop "
     "decay 0.9 as in the authors' Keras code) the quick protocol gives 0.529 / 0.643 / 0.741 (seeds 0/1/2): "
-    "better, still below k-means; the first pass's similar pairs are still only 18-21 % right. 12 passes (picked on a 1,797-image MNIST subset by a rule written before the runs) give 0.536 / 0.676 / 0.772: the similar pairs stop improving after pass 2. "
+    "better, still below k-means; the first pass's similar pairs are still only 18-21 % right. 12 passes "
+    "(picked on a 1,797-image MNIST subset by a rule written before the runs) give 0.536 / 0.676 / 0.772: the "
+    "similar pairs stop improving after pass 2. "
     "Out of the default suite so that a known shortfall does not cost every run minutes",
 )
 def test_quick_protocol_beats_kmeans_on_digits():
