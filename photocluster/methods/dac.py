@@ -44,6 +44,10 @@ Choices and deviations, all documented as parameters:
   script also uses one threshold (0.99 down to 0.5 over 75 passes), with BCE and the self-consistency term.
   ``dac-star -p loss=mse -p upper_start=0.9 -p lambda_step=0.02 -p minibatch=128 -p passes_per_batch=5``
   runs the MNIST script's recipe; the defaults (``bce``, 0.95) are the paper's.
+* ``small_input``: how grey images smaller than the 28-px network's input are presented to it. ``fill``
+  upsamples them to the whole 28x28 frame; ``frame`` scales them into a 20x20 box centred on a black 28x28
+  frame, MNIST's own format (:func:`~photocluster.models.dac_net.frame_to_network` says why it can matter).
+  Neither the paper nor the authors' code had such images (their smallest set is MNIST itself).
 * ``cuda_graph`` (off by default, CUDA only): replay each training step from a captured CUDA graph
   (:mod:`photocluster.cuda_graph`). The same arithmetic; it only removes the host's cost of launching the
   step's ~220 operator calls one by one, which bounds this small network's step on a GPU.
@@ -77,11 +81,13 @@ from photocluster.data.dataset import ImageDataset
 from photocluster.devices import resolve_device, uses_mixed_precision
 from photocluster.errors import UsageError
 from photocluster.methods.base import ClusteringMethod, ParamSpec, register
-from photocluster.models.dac_net import DACNet, network_input_size, resize_to_network
+from photocluster.models.dac_net import DACNet, frame_to_network, network_input_size, resize_to_network
 from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
 
 #: floating-point slack in the stop rule, so that accumulated λ = 50 × 0.009 counts as exactly 0.45
 _SCHEDULE_TOLERANCE = 1e-9
+#: values of the ``small_input`` parameter
+SMALL_INPUT_MODES = ("fill", "frame")
 #: keep the whole data set as one uint8 tensor on the device below this size (bytes)
 _PRELOAD_LIMIT = 2 * 2**30
 
@@ -243,6 +249,7 @@ class DAC(ClusteringMethod):
         n_images_per_pass: int = 0,
         train_subset: int = 0,
         augment: str = "auto",
+        small_input: str = "fill",
         selection_bn: str = "batch",
         self_consistency_weight: float = 0.0,
         bn_recalibration_images: int = 10000,
@@ -267,6 +274,7 @@ class DAC(ClusteringMethod):
         self.n_images_per_pass = n_images_per_pass
         self.train_subset = train_subset
         self.augment = augment
+        self.small_input = small_input
         self.selection_bn = selection_bn
         self.self_consistency_weight = self_consistency_weight
         self.bn_recalibration_images = bn_recalibration_images
@@ -312,6 +320,9 @@ class DAC(ClusteringMethod):
             ParamSpec("train_subset", int, 0, "train on one fixed random subset of this many images, every pass "
                       "(0 = all); every image is labelled at the end", minimum=0),
             ParamSpec("augment", str, "auto", "augmentation preset", ("auto", *PRESETS)),
+            ParamSpec("small_input", str, "fill", "grey images under 28 px: fill = upsample to the whole 28x28 "
+                      "input; frame = into a 20x20 box centred on a black 28x28 frame (MNIST's format)",
+                      SMALL_INPUT_MODES),
             ParamSpec("selection_bn", str, "batch", "batch-norm statistics for pair selection", ("batch", "running")),
             ParamSpec("self_consistency_weight", float, 0.0, "authors' code's unreported term (0 = paper)", minimum=0.0),
             ParamSpec("bn_recalibration_images", int, 10000, "images used to re-estimate BN statistics after training", minimum=0),
@@ -392,6 +403,7 @@ class DAC(ClusteringMethod):
         need(self.loss in PAIR_LOSSES, f"loss must be one of {', '.join(PAIR_LOSSES)}, got {self.loss!r}")
         need(0.5 <= float(self.upper_start) <= 1.0, f"upper_start must be in [0.5, 1], got {self.upper_start!r}")
         need(self.selection_bn in ("batch", "running"), f"selection_bn must be 'batch' or 'running', got {self.selection_bn!r}")
+        need(self.small_input in SMALL_INPUT_MODES, f"small_input must be one of {', '.join(SMALL_INPUT_MODES)}, got {self.small_input!r}")
         need(self.augment == "auto" or self.augment in PRESETS, f"augment must be auto or one of {', '.join(PRESETS)}, got {self.augment!r}")
         need(float(self.self_consistency_weight) >= 0, "self_consistency_weight must be ≥ 0")
         need(not self.resume or bool(self.checkpoint_dir), "resume=True needs a checkpoint_dir")
@@ -413,6 +425,7 @@ class DAC(ClusteringMethod):
         height, width, channels = dataset.image_shape
         self.input_size_ = network_input_size(height, width)
         self.in_channels_ = channels
+        self._framed = self.small_input == "frame" and channels == 1 and self.input_size_ == 28 and max(height, width) < 28
         self._preset = get_preset(preset_for_dataset(dataset.name) if self.augment == "auto" else self.augment)
 
         images = dataset.images
@@ -427,9 +440,13 @@ class DAC(ClusteringMethod):
         # the authors subtract the data set's mean intensity; a seeded sample of up to 10,000 images
         sample = np.random.default_rng(self.random_state).choice(len(images), size=min(len(images), 10000), replace=False)
         sample.sort()
-        self.channel_mean_ = torch.tensor(
-            np.asarray(images[sample], dtype=np.float64).mean(axis=(0, 1, 2)) / 255.0, dtype=torch.float32
-        ).to(self.device_)
+        if self._framed:
+            # the black margin is part of what the network sees: the mean of the framed images
+            self.channel_mean_ = self._framed_mean(images, sample)
+        else:
+            self.channel_mean_ = torch.tensor(
+                np.asarray(images[sample], dtype=np.float64).mean(axis=(0, 1, 2)) / 255.0, dtype=torch.float32
+            ).to(self.device_)
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
@@ -451,6 +468,13 @@ class DAC(ClusteringMethod):
         self._no_tensor = torch.empty(0, device=self.device_)  # stands for an absent graph input
         self._augment_generator = torch.Generator().manual_seed(int(self.random_state))
 
+    def _framed_mean(self, images: np.ndarray, sample: np.ndarray) -> torch.Tensor:
+        total = torch.zeros(self.in_channels_, dtype=torch.float64)
+        for start in range(0, len(sample), 1000):
+            chunk = torch.from_numpy(np.asarray(images[sample[start:start + 1000]])).permute(0, 3, 1, 2)
+            total += frame_to_network(chunk.float().div_(255.0), self.input_size_).double().mean(dim=(2, 3)).sum(dim=0)
+        return (total / len(sample)).float().to(self.device_)
+
     # -- data -----------------------------------------------------------------------------------------
     def _uint8_batch(self, indices: np.ndarray) -> torch.Tensor:
         if self._images_device is not None:
@@ -471,7 +495,8 @@ class DAC(ClusteringMethod):
         return random_affine_matrices(count, self._preset, self._augment_generator).to(self.device_)
 
     def _network_input(self, batch_uint8: torch.Tensor, theta: torch.Tensor | None) -> torch.Tensor:
-        x = resize_to_network(batch_uint8.float().div_(255.0), self.input_size_)
+        present = frame_to_network if self._framed else resize_to_network
+        x = present(batch_uint8.float().div_(255.0), self.input_size_)
         if theta is not None:
             # before the mean subtraction, so that empty pixels are black like the digits' background
             x = apply_affine(x, theta, self._preset)
@@ -587,6 +612,7 @@ class DAC(ClusteringMethod):
                 "n_clusters": int(self.n_clusters),
                 "input_size": int(self.input_size_),
                 "in_channels": int(self.in_channels_),
+                "framed": bool(self._framed),
                 "model": self.model_.state_dict(),
                 "optimizer": self._optimizer.state_dict(),
                 "scaler": self._scaler.state_dict(),
@@ -603,10 +629,10 @@ class DAC(ClusteringMethod):
         state = load_checkpoint(self.checkpoint_path, map_location=self.device_)
         if state.get("method") != self.name or state.get("n_clusters") != int(self.n_clusters) or state.get(
             "input_size"
-        ) != self.input_size_ or state.get("in_channels") != self.in_channels_:
+        ) != self.input_size_ or state.get("in_channels") != self.in_channels_ or bool(state.get("framed", False)) != self._framed:
             raise UsageError(
                 f"{self.name}: the checkpoint in {self.checkpoint_dir} belongs to another run "
-                f"(method {state.get('method')}, k={state.get('n_clusters')}, input {state.get('input_size')} px)"
+                f"(method {state.get('method')}, k={state.get('n_clusters')}, input {state.get('input_size')} px{', framed' if state.get('framed') else ''})"
             )
         if set(state["model"]) != set(self.model_.state_dict()):
             # e.g. a 28-px checkpoint written before the batch norm after the average pool was added

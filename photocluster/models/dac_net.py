@@ -16,6 +16,8 @@ restraint layer, whose output is the *label feature* (non-negative, unit L2 norm
 
 Inputs of other sizes are resized to a supported size by :func:`network_input_size`: at most 28 px (e.g.
 scikit-learn's 8x8 digits) is upsampled to 28, up to 32 px goes to 32, anything larger is resized to 96.
+:func:`frame_to_network` is the alternative for small grey images: MNIST's own format, the image scaled
+into a 20x20 box centred on a 28x28 black frame.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from torch.nn import functional as F
 
 #: input sizes the authors designed a network for
 SUPPORTED_SIZES = (28, 32, 96)
+#: MNIST's format: each digit was size-normalised into a 20x20 box and centred in the 28x28 image
+MNIST_BOX = 20
 
 
 def network_input_size(height: int, width: int) -> int:
@@ -152,3 +156,22 @@ def resize_to_network(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     shrinking = x.shape[-1] > size or x.shape[-2] > size
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def frame_to_network(x: torch.Tensor, size: int, box: int = MNIST_BOX) -> torch.Tensor:
+    """Scale a float batch (N, C, H, W) so that its larger side is ``box`` px and centre it on a black
+    ``size`` x ``size`` frame — the format of MNIST, for which the 28-px network was built (bilinear;
+    antialiased when shrinking; the aspect ratio is kept).
+
+    Why: the network's first convolutions are unpadded, so pixels at the frame's edge feed few of their
+    windows, and the ±10 % shifts of the augmentation push strokes that touch the edge out of view. An
+    8x8 digit upsampled to fill the whole frame has strokes on the edge; MNIST's digits have a 4-px margin.
+    """
+    height, width = x.shape[-2:]
+    scale = box / max(height, width)
+    new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
+    if (new_height, new_width) != (height, width):
+        shrinking = new_height < height or new_width < width
+        x = F.interpolate(x, size=(new_height, new_width), mode="bilinear", align_corners=False, antialias=shrinking)
+    top, left = (size - new_height) // 2, (size - new_width) // 2
+    return F.pad(x, (left, size - new_width - left, top, size - new_height - top))

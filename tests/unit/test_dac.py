@@ -28,7 +28,7 @@ from photocluster.methods.dac import (
     pairwise_mse,
     select_pairs,
 )
-from photocluster.models.dac_net import DACNet, RestraintLayer, network_input_size
+from photocluster.models.dac_net import DACNet, RestraintLayer, frame_to_network, network_input_size
 from photocluster.progress import CancelToken, Cancelled
 
 
@@ -277,6 +277,44 @@ def test_network_input_size_rounds_up_to_supported_sizes():
     assert network_input_size(300, 200) == 96
 
 
+def test_frame_puts_small_images_in_mnists_20px_box_on_a_black_frame():
+    square = frame_to_network(torch.ones(2, 1, 8, 8), 28)
+    assert square.shape == (2, 1, 28, 28)
+    # hand-computed: 8 px scaled by 20/8 fill rows and columns 4..23 exactly, a 4-px black margin around
+    assert torch.allclose(square[:, :, 4:24, 4:24], torch.ones(2, 1, 20, 20))
+    assert square.sum().item() == pytest.approx(2 * 400)
+    # 6x8 keeps its aspect ratio: 15x20 (6 x 2.5 = 15 rows), rows 6..20 and columns 4..23
+    wide = frame_to_network(torch.ones(1, 1, 6, 8), 28)[0, 0]
+    rows, cols = torch.nonzero(wide > 0.5, as_tuple=True)
+    assert (rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()) == (6, 20, 4, 23)
+    assert wide.sum().item() == pytest.approx(15 * 20)
+
+
+def test_small_input_frame_changes_only_small_grey_inputs():
+    small = _bars_dataset(5)
+    framed = get_method("dac", small_input="frame", **_FAST)
+    framed.prepare(small)
+    filled = get_method("dac", **_FAST)
+    filled.prepare(small)
+    assert framed._framed and not filled._framed
+    first = torch.from_numpy(small.images[:4]).permute(0, 3, 1, 2)
+    x = framed._network_input(first, None) + framed.channel_mean_.view(1, -1, 1, 1)
+    assert torch.count_nonzero(x[:, :, :4]) == 0 and torch.count_nonzero(x[:, :, :, 24:]) == 0
+    # the subtracted mean is that of the framed images: the raw mean x 400/784 for these 8x8 images
+    raw_mean = small.images.astype(np.float64).mean() / 255.0
+    assert framed.channel_mean_.item() == pytest.approx(raw_mean * 400 / 784, rel=1e-5)
+    assert filled.channel_mean_.item() == pytest.approx(raw_mean, rel=1e-5)
+    # MNIST-sized and colour images are left as they are
+    rng = np.random.default_rng(0)
+    for shape in [(6, 28, 28, 1), (6, 8, 8, 3)]:
+        other = ImageDataset("other", rng.integers(0, 255, size=shape, dtype=np.uint8), np.arange(6) % 3)
+        method = get_method("dac", small_input="frame", **_FAST)
+        method.prepare(other)
+        assert not method._framed
+    with pytest.raises(UsageError, match="small_input"):
+        get_method("dac", small_input="pad", **_FAST).fit(small)
+
+
 def test_fresh_network_in_eval_mode_shows_the_batchnorm_trap():
     """Why selection_bn='batch' exists: fresh running statistics make every eval-mode label feature
     (nearly) the same, so every pair would be 'similar'; batch statistics keep the images apart."""
@@ -425,6 +463,14 @@ def test_resume_refuses_a_checkpoint_of_another_network_layout(tmp_path):
     save_checkpoint(path, state)
     with pytest.raises(UsageError, match="another layout"):
         get_method("dac", resume=True, **params).fit(dataset)
+
+
+def test_resume_refuses_a_checkpoint_with_another_small_input(tmp_path):
+    dataset = _bars_dataset(20)
+    params = dict(_FAST, checkpoint_dir=str(tmp_path), lambda_step=0.15, max_passes=1)
+    get_method("dac", **params).fit(dataset)
+    with pytest.raises(UsageError, match="belongs to another run"):
+        get_method("dac", resume=True, small_input="frame", **params).fit(dataset)
 
 
 def test_progress_events_carry_schedule_and_eta():
