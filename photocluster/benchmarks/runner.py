@@ -317,7 +317,7 @@ def run_benchmark_command(args) -> int:
     ``args`` is the argparse namespace of :mod:`photocluster.cli`. Returns the exit code (0; 130 when
     cancelled with Ctrl-C).
     """
-    from photocluster.cli import install_sigint_cancel
+    from photocluster.progress import install_sigint_cancel
     from photocluster.data.datasets import load_dataset
 
     methods = parse_methods(getattr(args, "method", None))
@@ -430,9 +430,46 @@ def format_boot_sweep(benchmark: str, n_images: int, method: str, sweep: dict[st
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _run_metadata(result: dict[str, Any]) -> dict[str, Any]:
+    """How a result was produced, for the docs that quote it: command line, machine, torch, date, seeds."""
+    import datetime
+    import os
+    import platform
+    import shlex
+
+    cpu, memory_gib = platform.processor() or platform.machine(), None
+    try:
+        cpu = next(line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+        kib = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:"))
+        memory_gib = round(int(kib) / 2**20, 1)
+    except (OSError, StopIteration, IndexError, ValueError):
+        pass
+    try:
+        import torch
+
+        torch_version: str | None = torch.__version__
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001 - metadata must never fail the run it describes
+        torch_version, gpu = None, None
+    seeds = [run["seed"] for run in result.get("runs", [])] or [s["seed"] for s in result.get("boot_sweeps", [])]
+    return {
+        "command": shlex.join(["photocluster", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory_gib, "gpu": gpu,
+                    "system": platform.platform()},
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "seeds": seeds,
+    }
+
+
 def _write_output(output: str | None, results: list[dict[str, Any]]) -> None:
     if not output:
         return
+    results = [{**result, "recorded": _run_metadata(result)} for result in results]
     payload: Any = results[0] if len(results) == 1 else results
     path = Path(output).expanduser()
     try:
