@@ -1,0 +1,113 @@
+"""The results tables of README.md and docs/benchmarks.md are generated from docs/results/*.json and match them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("generate_docs", ROOT / "scripts" / "generate_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load_script()
+
+
+def _copy_repo_docs(tmp_path: Path) -> Path:
+    """The generator's inputs and targets, copied so a test can change them."""
+    shutil.copytree(ROOT / "docs" / "results", tmp_path / "docs" / "results")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copy(ROOT / "docs" / "benchmarks.md", tmp_path / "docs" / "benchmarks.md")
+    return tmp_path
+
+
+def test_results_exist():
+    assert sorted((ROOT / "docs" / "results").glob("*.json")), "docs/results/ holds no benchmark JSON"
+
+
+def test_generated_tables_match_the_json():
+    stale = gen.check(ROOT)
+    assert not stale, f"{stale} differ from docs/results/*.json: run .venv/bin/python scripts/generate_docs.py"
+
+
+def test_a_changed_figure_fails_the_check(tmp_path):
+    root = _copy_repo_docs(tmp_path)
+    assert gen.check(root) == []
+    path = sorted((root / "docs" / "results").glob("*.json"))[0]
+    payload = json.loads(path.read_text())
+    first = payload[0] if isinstance(payload, list) else payload
+    first["mean"]["acc"] = first["mean"]["acc"] + 0.01 if first["mean"]["acc"] < 0.5 else first["mean"]["acc"] - 0.01
+    path.write_text(json.dumps(payload))
+    assert set(gen.check(root)) == {gen.README, gen.BENCHMARKS}
+    assert gen.main(["--check", "--root", str(root)]) == 1
+    # Regenerating brings the documents back in line with the changed JSON.
+    assert gen.main(["--root", str(root)]) == 0
+    assert gen.check(root) == []
+    assert gen.fmt(first["mean"]["acc"]) in (root / "README.md").read_text()
+
+
+def test_a_hand_edited_table_fails_the_check(tmp_path):
+    root = _copy_repo_docs(tmp_path)
+    readme = root / "README.md"
+    text = readme.read_text()
+    begin, end = text.index("<!-- results:begin -->"), text.index("<!-- results:end -->")
+    readme.write_text(text[:begin] + text[begin:end].replace("|", "| ", 1) + text[end:])
+    assert gen.check(root) == [gen.README]
+
+
+def test_every_result_gets_a_row_and_a_section(tmp_path):
+    entries = gen.load_entries(ROOT)
+    readme = (ROOT / "README.md").read_text()
+    details = (ROOT / "docs" / "benchmarks.md").read_text()
+    for entry in entries:
+        assert f"### {gen.heading(entry)}" in details
+        if not entry.is_sweep:
+            assert f"(docs/benchmarks.md#{entry.anchor})" in readme
+    assert len({entry.anchor for entry in entries}) == len(entries)
+
+
+def test_generic_over_methods_datasets_and_paper_rows(tmp_path):
+    """A new file with an unknown method, a known paper row (MMDC on MNIST, arithmetic NMI) and a boot sweep."""
+    root = tmp_path
+    (root / "docs" / "results").mkdir(parents=True)
+    run = {"seed": 0, "acc": 0.5, "nmi": 0.25, "nmi_arithmetic": 0.3, "ari": 0.125, "seconds": 1.0}
+    stats = {"acc": 0.5, "nmi": 0.25, "nmi_arithmetic": 0.3, "ari": 0.125, "seconds": 1.0}
+    result = {"benchmark": "mnist", "method": "mmdc", "protocol": "quick", "n_images": 10, "runs": [run],
+              "mean": stats, "std": stats,
+              "recorded": {"command": "photocluster --headless --benchmark mnist --method mmdc -p epochs=2",
+                           "seeds": [0]}}
+    other = {**result, "method": "brand-new", "benchmark": "folder:/x/my-photos", "recorded": {}}
+    sweep = {"benchmark": "mnist", "method": "tlfwr", "protocol": "quick", "n_images": 10,
+             "boot_sweeps": [{"seed": 0, "per_boot": {"raw+kmeans": {"boot": {"acc": 0.5, "nmi": 0.4},
+                                                                     "final": {"acc": 0.6, "nmi": 0.5}}}}]}
+    (root / "docs" / "results" / "a.json").write_text(json.dumps([result, other]))
+    (root / "docs" / "results" / "b.json").write_text(json.dumps(sweep))
+    (root / "README.md").write_text("x\n<!-- results:begin -->\n<!-- results:end -->\ny\n")
+    (root / "docs" / "benchmarks.md").write_text("<!-- details:begin -->\n<!-- details:end -->\n")
+    assert gen.check(root) == [gen.README, gen.BENCHMARKS]
+    assert gen.main(["--root", str(root)]) == 0
+    readme = (root / "README.md").read_text()
+    assert "| 0.5000 | 0.99 | 0.3000 arith. | 0.971 arith. |" in readme  # ours beside MMDC's Table I
+    assert "epochs=2" in readme and "my-photos (folder)" in readme and "brand-new" in readme
+    assert "tlfwr" not in readme  # a sweep has no single figure for the table
+    details = (root / "docs" / "benchmarks.md").read_text()
+    assert "0.5000 → 0.6000" in details and "not recorded" in details
+    assert gen.check(root) == []
+
+
+def test_missing_markers_are_an_error(tmp_path):
+    _copy_repo_docs(tmp_path)
+    (tmp_path / "README.md").write_text("no markers here\n")
+    with pytest.raises(ValueError, match="markers"):
+        gen.check(tmp_path)
