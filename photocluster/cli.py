@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from typing import Sequence
 
 from photocluster.errors import UsageError
-from photocluster.progress import CancelToken
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -77,21 +75,6 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def install_sigint_cancel(token: CancelToken) -> None:
-    """First Ctrl-C asks the work to stop (it saves a checkpoint); a second one kills the process."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        if token.cancelled:
-            raise KeyboardInterrupt
-        print("\nphotocluster: cancelling… (press Ctrl-C again to abort at once)", file=sys.stderr)
-        token.cancel()
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread (tests)
-        pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -122,7 +105,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         return run_benchmark_command(args)
     if args.folder:
-        from photocluster.library.headless import run_folder_command
+        from photocluster.folder_mode import run_folder_command
 
         return run_folder_command(args)
     if args.headless:

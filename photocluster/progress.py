@@ -6,10 +6,12 @@ same events, and the core never imports Qt.
 
 from __future__ import annotations
 
+import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 
 class Cancelled(Exception):
@@ -98,3 +100,29 @@ class Throttle:
             self._last = now
             return True
         return False
+
+
+def install_sigint_cancel(token: CancelToken) -> None:
+    """In the main thread of a command: first Ctrl-C asks the work to stop (it saves a checkpoint); a second one kills the process."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        if token.cancelled:
+            raise KeyboardInterrupt
+        print("\nphotocluster: cancelling… (press Ctrl-C again to abort at once)", file=sys.stderr)
+        token.cancel()
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (tests)
+        pass
+
+
+def run_to_end(steps: Iterator[ProgressEvent], on_event: Callable[[ProgressEvent], None] | None = None) -> Any:
+    """Consume a generator of events (calling ``on_event`` with each) and return its return value."""
+    while True:
+        try:
+            event = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if on_event is not None:
+            on_event(event)

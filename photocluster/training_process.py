@@ -386,34 +386,22 @@ class TrainingResult:
     photo_rows: np.ndarray | None = None
 
 
-def record_run_in_catalog(catalog_path: str, run_id: int, photos: Sequence[Any], labels: np.ndarray,
-                          confidence: np.ndarray | None) -> None:
-    """Open the catalog at ``catalog_path`` and record a run's result (a separate process from the window's)."""
-    from photocluster.library.catalog import Catalog
-
-    catalog = Catalog(catalog_path)
-    try:
-        photo_ids = catalog.add_photos(photos)
-        catalog.record_result(run_id, photo_ids, labels, confidence)
-    finally:
-        catalog.close()
-
-
 def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, cancel: CancelToken,
                  method_cls: type | None = None, catalog_path: str | None = None,
                  run_id: int | None = None, return_photos: bool = True) -> Iterator[ProgressEvent]:
-    """Decode (cached) → choose k when asked → ``fit_steps`` → record in the catalog; returns a :class:`TrainingResult`.
+    """The app's training job: :func:`photocluster.pipeline.cluster_steps`; returns a :class:`TrainingResult`.
 
-    ``params`` without ``n_clusters`` means "auto" for methods that take one: k is estimated by the headless
-    mode's rule (best silhouette of k-means on image features). ``method_cls`` is the method's class when the
-    caller registered it itself (a plug-in, a test): a child process knows only the built-in methods until
-    it is told. With ``catalog_path`` and ``run_id`` the result is recorded in that catalog before returning.
-    ``return_photos=False`` leaves ``photos`` empty (``photo_rows`` says which of the given photos each row
-    is): a child process then sends back numbers only, no objects for the parent to rebuild — unpickling
-    200 photo records in the GUI process's relay thread was measured to stall its event loop 300 ms.
+    ``params`` without ``n_clusters`` means "automatic" for methods that take one (the pipeline's rule).
+    ``method_cls`` is the method's class when the caller registered it itself (a plug-in, a test): a child
+    process knows only the built-in methods until it is told. With ``catalog_path`` and ``run_id`` the
+    result is recorded in that catalog before returning. The method trains with all cores but one
+    (:func:`compute_threads_leaving_one_core`), so the window keeps a core. ``return_photos=False`` leaves
+    ``photos`` empty (``photo_rows`` says which of the given photos each row is): a child process then sends
+    back numbers only, no objects for the parent to rebuild — unpickling 200 photo records in the GUI
+    process's relay thread was measured to stall its event loop 300 ms.
     """
-    from photocluster.library.decode import LibraryDecoder
-    from photocluster.methods.base import _load_builtin_methods, get_method, method_class, register
+    from photocluster.methods.base import _load_builtin_methods, method_class, register
+    from photocluster.pipeline import cluster_steps
 
     if method_cls is not None:
         _load_builtin_methods()
@@ -425,59 +413,21 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
             register(method_cls)
     if not photos:
         raise UsageError("no photos to train on: add a folder with photos and scan it first")
-    decoder = LibraryDecoder(photos, name="library")
-    yield from decoder.steps(cancel)
-    decoded = decoder.result
-    dataset = decoded.dataset
-    notes = [f"decode: {decoded.n_decoded} decoded, {decoded.n_cached} from the cache, "
-             f"{len(decoded.skipped)} could not be decoded"]
-    yield ProgressEvent("decode", step=1, total=1, message=notes[0])
-    if dataset is None or len(dataset) < 2:
-        raise UsageError("fewer than 2 photos could be decoded; there is nothing to sort")
-
-    params = dict(params)
-    if "n_clusters" in method_class(method)._param_names() and params.get("n_clusters") is None:
-        from photocluster.library.headless import estimate_k
-
-        yield ProgressEvent("choose k", message="estimating the number of clusters…")
-        with compute_threads_leaving_one_core():
-            k, how, _scores = estimate_k(dataset.images, cancel=cancel)
-        params["n_clusters"] = k
-        notes.append(f"k = {k} ({how})")
-        yield ProgressEvent("choose k", step=1, total=1, message=notes[-1])
-    k = params.get("n_clusters")
-    if k is not None and k > len(dataset):
-        raise UsageError(f"{k} clusters asked for but only {len(dataset)} photos could be decoded")
-
-    estimator = get_method(method, **params)
-    with compute_threads_leaving_one_core() as threads:
-        yield ProgressEvent("train", message=f"training {method} on {len(dataset)} photos "
-                                             f"({threads} compute thread{'s' if threads > 1 else ''})")
-        yield from estimator.fit_steps(dataset, cancel=cancel)
-    confidence = getattr(estimator, "confidence_", None)
-    labels = np.asarray(estimator.labels_, dtype=np.int64)
-    from photocluster.result_check import result_warnings
-
-    warnings = result_warnings(labels, params.get("n_clusters"), method)
-    for warning in warnings:
-        notes.append(warning)
-        yield ProgressEvent("check", message=warning)
+    record = catalog_path is not None and run_id is not None
+    outcome = yield from cluster_steps(list(photos), method, dict(params), cancel=cancel, decode_name="library",
+                                       catalog_path=catalog_path, run_id=run_id, record=record,
+                                       fit_context=compute_threads_leaving_one_core)
     row_of_path = {str(p.path): i for i, p in enumerate(photos)}
-    result = TrainingResult(
-        photos=list(decoded.photos) if return_photos else [],
-        photo_rows=np.fromiter((row_of_path[str(p.path)] for p in decoded.photos), dtype=np.int64,
-                               count=len(decoded.photos)),
-        labels=labels,
-        confidence=None if confidence is None else np.asarray(confidence, dtype=np.float64),
+    return TrainingResult(
+        photos=list(outcome.photos) if return_photos else [],
+        photo_rows=np.fromiter((row_of_path[str(p.path)] for p in outcome.photos), dtype=np.int64,
+                               count=len(outcome.photos)),
+        labels=outcome.labels,
+        confidence=outcome.confidence,
         method=method,
-        params=params,
-        notes=notes,
-        decode_skipped=list(decoded.skipped),
-        warnings=warnings,
+        params=outcome.params,
+        notes=outcome.notes,
+        decode_skipped=list(outcome.decode_skipped),
+        warnings=outcome.warnings,
+        run_id=outcome.run_id if record else None,
     )
-    if catalog_path is not None and run_id is not None:
-        cancel.raise_if_cancelled()
-        yield ProgressEvent("save", message="saving the clusters in the catalog")
-        record_run_in_catalog(catalog_path, run_id, decoded.photos, result.labels, result.confidence)
-        result.run_id = run_id
-    return result

@@ -21,6 +21,7 @@ also carry ``"selection"``: per pass, how many of the pairs the method selected 
 from __future__ import annotations
 
 import json
+import os
 import math
 import sys
 import time
@@ -125,6 +126,22 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def load_benchmark_dataset(benchmark: str, *, data_dir: str | Path | None = None, download: bool = False,
+                           progress: bool = True, limit: int | None = None) -> ImageDataset:
+    """A benchmark data set. ``folder:PATH`` goes through the photo pipeline's scan and decode cache
+    (:func:`photocluster.pipeline.labelled_folder_dataset`), so it measures exactly what a person's folder
+    gets; the named sets through :func:`photocluster.data.datasets.load_dataset`."""
+    if benchmark.startswith("folder:"):
+        from photocluster.pipeline import labelled_folder_dataset
+        from photocluster.progress import run_to_end
+
+        root = Path(os.path.abspath(Path(benchmark[len("folder:"):]).expanduser()))
+        return run_to_end(labelled_folder_dataset(root, limit=limit))
+    from photocluster.data.datasets import load_dataset
+
+    return load_dataset(benchmark, data_dir=data_dir, download=download, progress=progress, limit=limit)
+
+
 def run_benchmark(
     benchmark: str,
     method: str,
@@ -176,7 +193,6 @@ def run_benchmark(
         The results record written by ``--output`` (see the module docstring).
     """
     from photocluster.benchmarks.specs import paper_result
-    from photocluster.data.datasets import load_dataset
     from photocluster.methods.base import get_method
     from photocluster.metrics import evaluate
 
@@ -186,7 +202,8 @@ def run_benchmark(
         raise UsageError("at least one seed is needed")
     cls = _method_class_or_usage_error(method)
     if dataset is None:
-        dataset = load_dataset(benchmark, data_dir=data_dir, download=download, progress=progress, limit=limit)
+        dataset = load_benchmark_dataset(benchmark, data_dir=data_dir, download=download, progress=progress,
+                                         limit=limit)
     if dataset.labels is None:
         raise UsageError(f"{benchmark} has no labels, so it cannot be scored")
     k = _parse_clusters(n_clusters, dataset)
@@ -318,7 +335,6 @@ def run_benchmark_command(args) -> int:
     cancelled with Ctrl-C).
     """
     from photocluster.progress import install_sigint_cancel
-    from photocluster.data.datasets import load_dataset
 
     methods = parse_methods(getattr(args, "method", None))
     overrides = _split_overrides(methods, list(getattr(args, "param", []) or []))
@@ -326,8 +342,8 @@ def run_benchmark_command(args) -> int:
     output = getattr(args, "output", None)
     if output is not None and Path(output).is_dir():
         raise UsageError(f"--output {output} is a folder; give a file name")
-    dataset = load_dataset(args.benchmark, data_dir=args.data_dir, download=args.download, progress=progress,
-                           limit=args.limit)
+    dataset = load_benchmark_dataset(args.benchmark, data_dir=args.data_dir, download=args.download,
+                                     progress=progress, limit=args.limit)
     _parse_clusters(args.clusters, dataset)  # fail on a bad -k before any work
     token = CancelToken()
     install_sigint_cancel(token)

@@ -122,11 +122,11 @@ class EditQueue(QObject):
 
     def _pool(self) -> Executor:
         if self._executor is None:
-            from photocluster.gui.jobs import _process_context
+            from photocluster.training_process import process_context
 
             try:
                 # One helper kept for the session: each edit then costs no process start.
-                self._executor = ProcessPoolExecutor(max_workers=1, mp_context=_process_context())
+                self._executor = ProcessPoolExecutor(max_workers=1, mp_context=process_context())
             except (OSError, RuntimeError):  # no child process can start here: a thread still keeps order
                 self._executor = ThreadPoolExecutor(max_workers=1)
         return self._executor

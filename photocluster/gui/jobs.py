@@ -26,7 +26,6 @@ from photocluster.training_process import (  # noqa: F401 — TrainingResult and
     TrainingResult,
     compute_threads_leaving_one_core,
     process_context,
-    record_run_in_catalog,
     start_in_process,
     train_photos,
 )
@@ -120,8 +119,6 @@ def training_job(
         raise
     return result
 
-
-_process_context = process_context
 
 
 def file_uri_list(paths: Sequence[str]) -> bytes:
@@ -222,7 +219,7 @@ def _in_helper_process(func, *args: Any, stage: str = "save") -> Iterator[Progre
     from concurrent.futures.process import BrokenProcessPool
 
     try:
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=_process_context())
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=process_context())
         future = pool.submit(func, *args)
     except (OSError, RuntimeError, BrokenProcessPool):
         return func(*args)
