@@ -1,9 +1,8 @@
-"""On a CUDA machine: does DAC's CUDA-graph step (``-p cuda_graph=true``) capture, train exactly like the
-eager step, and how much faster is it?
+"""On a CUDA machine: does DAC's CUDA-graph step capture, train like the eager step, and how much faster is it?
 
-Two DAC models with the same seed take the same ``--steps`` full training steps (same images, same pair
-targets, mini-batch 32 as in the paper protocol, plus one odd-sized mini-batch every 32 steps like the
-last one of a 1,000-image selection batch); one eagerly, one through
+The step is DAC's ``-p cuda_graph=true``. Two DAC models with the same seed take the same ``--steps`` full
+training steps (same images, same pair targets, mini-batch 32 as in the paper protocol, plus one odd-sized
+mini-batch every 32 steps like the last one of a 1,000-image selection batch); one eagerly, one through
 :class:`photocluster.cuda_graph.GraphedStep` (the whole step after the gather: conversion, resize,
 augmentation, model step). Printed: whether the graph was used (replays, eager warm-up steps, or why it was
 turned off), the largest loss and weight differences, and the median time of a step of each (after the

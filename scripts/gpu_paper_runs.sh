@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Run the papers' full MNIST protocols (DAC, MMDC) as detached jobs on a lent GPU, checkpointed across leases.
+#
 # The papers' full protocols on MNIST (DAC: 51 passes, mini-batch 32, 10 passes per selection batch;
 # MMDC: 50 epochs of the authors' MNIST command) on a CUDA machine, as detached jobs.
 #
