@@ -60,6 +60,7 @@ several threads (one connection, guarded by a lock); separate processes may open
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections import defaultdict
@@ -259,6 +260,30 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _path_key(path: Any) -> str | bytes:
+    """How a photo's path is stored: its text when it is valid UTF-8, else its bytes (a BLOB).
+
+    File names are bytes on POSIX; Python carries a name that is not valid UTF-8 (``bad\\xff.jpg``) as a
+    string with surrogate escapes, which SQLite cannot store as text. Such a path is stored as the exact
+    bytes of the name, so it round-trips and still names the file; every other path stays readable text,
+    as in catalogs written before (no migration). A BLOB never equals a TEXT value, and a name that is not
+    valid UTF-8 has no text form, so the UNIQUE column still holds each file once.
+    """
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _path_value(stored: str | bytes) -> Path:
+    """The inverse of :func:`_path_key`."""
+    return Path(os.fsdecode(stored) if isinstance(stored, bytes) else stored)
+
+
 def _field(record: Any, name: str) -> Any:
     if isinstance(record, Mapping):
         return record.get(name)
@@ -375,9 +400,9 @@ class Catalog:
                        VALUES (?, ?, ?, ?, ?, ?, ?)
                        ON CONFLICT(path) DO UPDATE SET content_hash=excluded.content_hash, size=excluded.size,
                            mtime=excluded.mtime, width=excluded.width, height=excluded.height""",
-                    [str(path), *values, _now()],
+                    [_path_key(path), *values, _now()],
                 )
-                ids.append(int(db.execute("SELECT id FROM photos WHERE path = ?", (str(path),)).fetchone()[0]))
+                ids.append(int(db.execute("SELECT id FROM photos WHERE path = ?", (_path_key(path),)).fetchone()[0]))
         return ids
 
     _PHOTO_SELECT = """SELECT p.*, a.cluster_id AS cluster_id, a.confidence AS confidence, a.source AS source
@@ -387,7 +412,7 @@ class Catalog:
     def _photo_row(row: sqlite3.Row) -> PhotoRow:
         return PhotoRow(
             id=row["id"],
-            path=Path(row["path"]),
+            path=_path_value(row["path"]),
             content_hash=row["content_hash"],
             size=row["size"],
             mtime=row["mtime"],
@@ -638,7 +663,7 @@ class Catalog:
             """SELECT p.path, c.name, a.confidence FROM assignments a JOIN photos p ON p.id = a.photo_id
                JOIN clusters c ON c.id = a.cluster_id ORDER BY c.id, p.id"""
         )
-        return [ExportItem(source=Path(r[0]), cluster=r[1], confidence=r[2]) for r in rows]
+        return [ExportItem(source=_path_value(r[0]), cluster=r[1], confidence=r[2]) for r in rows]
 
     # -- user edits --------------------------------------------------------------------------------
     def rename(self, cluster_id: int, name: str) -> None:

@@ -68,9 +68,11 @@ from photocluster.library.scan import (
     PhotoFile,
     ScanReport,
     SkippedFile,
+    PillowLimitSuspended,
     display_path,
     hash_bytes,
     heif_available,
+    pixel_limit_refusal,
 )
 from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
 
@@ -254,22 +256,27 @@ def decode_photo(data: bytes, size: int = DEFAULT_SIZE, thumb_size: int = DEFAUL
     thumb_size:
         Long side of the thumbnail.
     max_pixels:
-        Decompression-bomb limit (default Pillow's ``Image.MAX_IMAGE_PIXELS``); the warning Pillow gives
-        between 1x and 2x the limit is treated as an error.
+        The pixel limit (:func:`~photocluster.library.scan.pixel_limit_refusal`): by default a huge real
+        photo is decoded (a JPEG at a reduced scale, so memory stays small) and only a file too small for
+        the pixels it claims (a decompression bomb) is refused; a positive number is a strict limit; 0
+        leaves Pillow's own check, whose warning counts as an error.
 
     Raises
     ------
     DecodeError
         With the reason (truncated data, not an image, decompression bomb, unsupported mode, ...).
     """
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
-        with warnings.catch_warnings():
+        # Pillow's own check is off while the photo rule decides (it refuses real 200-MP photos outright);
+        # held until the pixels are loaded because Pillow checks again in some decoders.
+        with warnings.catch_warnings(), PillowLimitSuspended(active=max_pixels != 0) as pillow:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
-            if limit and width * height > limit:
-                raise DecodeError(f"decompression bomb refused ({width}x{height} pixels is more than {limit})")
+            refusal = pixel_limit_refusal(width, height, len(data), img.format, max_pixels,
+                                          safe_pixels=pillow.limit)
+            if refusal:
+                raise DecodeError(refusal)
             source_mode = img.mode
             used_draft = False
             if img.format == "JPEG":
@@ -301,13 +308,14 @@ def decode_photo(data: bytes, size: int = DEFAULT_SIZE, thumb_size: int = DEFAUL
     w, h = rgb.size
     side = min(w, h)
     left, top = (w - side) / 2.0, (h - side) / 2.0
-    square = rgb.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side),
-                        reducing_gap=2.0)
-    array = np.asarray(square, dtype=np.uint8).copy()
-
     scale = min(1.0, thumb_size / max(w, h))  # never enlarged, like Image.thumbnail
     thumb_dims = (max(1, round(w * scale)), max(1, round(h * scale)))
-    thumb = rgb if thumb_dims == (w, h) else rgb.resize(thumb_dims, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    with PillowLimitSuspended(active=max_pixels != 0):  # the image passed the photo rule above
+        square = rgb.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side),
+                            reducing_gap=2.0)
+        thumb = rgb if thumb_dims == (w, h) else rgb.resize(thumb_dims, Image.Resampling.BICUBIC,
+                                                            reducing_gap=2.0)
+    array = np.asarray(square, dtype=np.uint8).copy()
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=THUMB_QUALITY)
     return DecodedPhoto(array=array, thumbnail=buffer.getvalue(), source_mode=source_mode, used_draft=used_draft)
@@ -512,7 +520,8 @@ class LibraryDecoder:
             finished = 0
             for index, array, reason, did_decode in self._run_jobs(to_decode, root, cancel):
                 content_hash = self.photos[index].content_hash
-                self.result.n_decoded += int(did_decode)
+                # A file whose pixels failed to decode was read, not decoded: it is counted as skipped.
+                self.result.n_decoded += int(did_decode and array is not None)
                 if array is None:
                     failed[content_hash] = reason or "could not be decoded"
                 else:

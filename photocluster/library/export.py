@@ -15,6 +15,14 @@ API overview
     recover_exports(destination)           # next start: resume (or rollback=True) interrupted exports
     pending_exports(destination)           # ask first: which unfinished exports exist?
 
+    # A command or window, before its slow work: check DEST, lock it, finish what an earlier export left.
+    with prepare_export(destination, "move", source_folders=[folder], cancel=token) as session:
+        session.warnings, session.recovered    # sentences to show; session.exclude: folders to leave unscanned
+        ...                                    # scan (exclude=session.exclude), decode, cluster
+        plan = session.plan(items)             # runs under the session's lock
+        for event in run_export(plan, cancel=token): ...
+        plan.report.ok                         # False when any photo failed: a non-zero exit status
+
 How a photo cannot be lost
 --------------------------
 * **Plan.** Every photo gets one target ``DEST/<safe cluster folder>/<file name>``. Cluster names are
@@ -34,6 +42,15 @@ How a photo cannot be lost
   are durable (the folder is fsynced).
   Hard links and symbolic links are made directly (atomic); where the OS refuses them the plan fails with a
   clear message, or falls back to copying if ``fallback_to_copy=True`` was given.
+* **One at a time.** An export holds an exclusive lock on its destination
+  (``DEST/.photocluster-export/lock``, :class:`DestinationLock`; the kernel drops it when the process
+  dies, so there are no stale locks) from before its journal is written until it ends; a second export
+  into the same folder is refused with :class:`DestinationBusyError` ("the destination … is busy (another
+  export is running into it)") and a recovery leaves a live journal alone.
+* **Any name.** File names are bytes on POSIX; one that is not valid UTF-8 travels as Python's surrogate
+  escapes through the plan and the journal (ASCII JSON, ``\\udcff``, read back as the very same name). The
+  names made in DEST and the texts shown replace undecodable bytes with U+FFFD (and show control
+  characters escaped: one line per photo); the JSON manifest keeps the original's exact bytes in hex.
 * **Finish.** A manifest (``photocluster-manifest-<id>.csv`` and ``.json``: original path, new path, cluster,
   confidence) is written into DEST and the journal is closed.
 * **Recover.** An export interrupted by a crash, a power loss or a full disk leaves an open journal (and its
@@ -55,6 +72,7 @@ import json
 import os
 import re
 import secrets
+import threading
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -62,6 +80,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from photocluster.errors import UsageError
+from photocluster.library.scan import display_path as _shown
 from photocluster.progress import NEVER_CANCELLED, Cancelled, CancelToken, EtaEstimator, ProgressEvent
 
 __all__ = [
@@ -71,9 +90,14 @@ __all__ = [
     "ExportOperation",
     "ExportPlan",
     "ExportReport",
+    "ExportSession",
+    "DestinationBusyError",
+    "DestinationLock",
+    "destination_busy",
     "PendingExport",
     "pending_exports",
     "plan_export",
+    "prepare_export",
     "recover_exports",
     "run_export",
     "safe_folder_name",
@@ -152,9 +176,14 @@ class ExportReport:
     manifest_json: Path | None = None
     cancelled: bool = False
 
+    @property
+    def ok(self) -> bool:
+        """True when every photo was exported (nothing failed, not cancelled): a command's exit status."""
+        return not self.failed and not self.cancelled
+
     def summary(self) -> str:
         verb = {"copy": "copied", "move": "moved", "hardlink": "hard-linked", "symlink": "linked"}[self.mode]
-        text = f"{len(self.exported)} photos {verb} into {self.destination}"
+        text = f"{len(self.exported)} photos {verb} into {_shown(self.destination)}"
         if self.failed:
             text += f", {len(self.failed)} failed"
         if self.cancelled:
@@ -190,12 +219,16 @@ class ExportPlan:
     fallback_to_copy: bool
     export_id: str
     report: ExportReport | None = None
+    #: The destination lock of the :class:`ExportSession` that made this plan (run_export uses it instead
+    #: of taking the lock again).
+    lock: "DestinationLock | None" = field(default=None, repr=False, compare=False)
 
     def describe(self) -> str:
         """The dry run: one line per operation (and one per skipped item), nothing is touched."""
         verb = {"copy": "copy", "move": "move", "hardlink": "hardlink", "symlink": "symlink"}[self.mode]
-        lines = [f"{verb} {op.source} -> {self.destination / op.target}" for op in self.operations]
-        lines += [f"skip {source}: {reason}" for source, reason in self.skipped]
+        # display_path: a non-UTF-8 name is shown with U+FFFD, a newline in a name as "\\n" (one line each).
+        lines = [f"{verb} {_shown(op.source)} -> {_shown(self.destination / op.target)}" for op in self.operations]
+        lines += [f"skip {_shown(source)}: {reason}" for source, reason in self.skipped]
         return "\n".join(lines)
 
     def target_path(self, operation: ExportOperation) -> Path:
@@ -226,9 +259,24 @@ def _truncate_utf8(text: str, max_bytes: int) -> str:
     return encoded[:max_bytes].decode("utf-8", errors="ignore")
 
 
+def _valid_text(name: str) -> str:
+    """``name`` as valid Unicode: a file name that is not valid UTF-8 (bytes on POSIX, carried by Python as
+    surrogate escapes) has its undecodable bytes replaced by U+FFFD, so the name we make from it can be
+    written on every disk (FAT and exFAT sticks, Windows shares) and into UTF-8 journals and manifests."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return name.encode("utf-8", "replace").decode("utf-8")
+
+
 def _safe_component(name: str, fallback: str) -> str:
     """One path component that is safe on Linux, macOS and Windows; ``fallback`` when nothing is left."""
-    text = unicodedata.normalize("NFC", str(name))
+    text = unicodedata.normalize("NFC", _valid_text(str(name)))
     text = _UNSAFE_CHARS.sub("_", text)
     # Leading dots would hide the folder (or make "..") and trailing dots/spaces are dropped by Windows.
     text = text.strip().lstrip(".").rstrip(". ")
@@ -339,7 +387,7 @@ def plan_export(
         raise UsageError(f"unknown export mode {mode!r}; choose one of {', '.join(EXPORT_MODES)}")
     destination = Path(destination).expanduser().absolute()
     if destination.exists() and not destination.is_dir():
-        raise UsageError(f"export destination {destination} is a file, not a folder")
+        raise UsageError(f"export destination {_shown(destination)} is a file, not a folder")
 
     operations: list[ExportOperation] = []
     skipped: list[tuple[Path, str]] = []
@@ -351,7 +399,7 @@ def plan_export(
     for item in items:
         source = Path(item.source).expanduser().absolute()
         if source in seen_sources:
-            raise UsageError(f"photo {source} is listed twice in the export")
+            raise UsageError(f"photo {_shown(source)} is listed twice in the export")
         seen_sources.add(source)
         try:
             stat = source.stat()
@@ -397,8 +445,8 @@ def plan_export(
         reason = _probe_links(mode, operations[0].source, destination)
         if reason is not None:
             raise UsageError(
-                f"cannot make {mode}s from {operations[0].source.parent} into {destination} ({reason}); "
-                "export with mode copy, or allow falling back to copies"
+                f"cannot make {mode}s from {_shown(operations[0].source.parent)} into {_shown(destination)} "
+                f"({reason}); export with mode copy instead"
             )
     return ExportPlan(
         destination=destination,
@@ -518,6 +566,188 @@ def _matches(path: Path, sha256: str | None) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------
+# One export at a time into a destination
+# ---------------------------------------------------------------------------------------------------
+
+LOCK_FILE_NAME = "lock"
+
+
+class DestinationBusyError(ExportError):
+    """Another export (another process, or another window of this one) is running into the destination."""
+
+
+def _busy_message(destination: Path, holder: str) -> str:
+    who = f" (process {holder})" if holder else ""
+    return (f"the destination {_shown(destination)} is busy (another export is running into it{who}); "
+            "wait for it to finish, or export into another folder")
+
+
+class DestinationLock:
+    """An exclusive lock on an export destination, held while its journal may be written.
+
+    ``DEST/.photocluster-export/lock`` is locked with ``fcntl.flock`` (POSIX) or ``msvcrt.locking``
+    (Windows): the kernel drops the lock when its holder exits or is killed, so a crashed export never
+    leaves a stale lock. Two locks taken in one process conflict too (each opens the file anew), so two
+    windows of the app are kept apart as well as two commands. The holder's PID is written into the file
+    for the message. On a disk whose file system refuses both (some network shares), the lock file is
+    created with ``O_EXCL`` instead and a lock whose PID no longer runs is stale and taken over.
+
+    Raises :class:`DestinationBusyError` when another holder has it.
+    """
+
+    def __init__(self, destination: Path | str) -> None:
+        self.destination = Path(destination)
+        self.path = self.destination / JOURNAL_DIR_NAME / LOCK_FILE_NAME
+        self._fd: int | None = None
+        self._exclusive_file = False
+        self._acquire()
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or self._exclusive_file
+
+    def _acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ExportError(
+                f"cannot write into the export destination {_shown(self.destination)}: {_os_cause(exc)}"
+            ) from exc
+        try:
+            locked = _lock_fd(fd)
+        except OSError:  # no advisory locks on this file system: fall back to an O_EXCL file
+            os.close(fd)
+            self._acquire_exclusive_file()
+            return
+        if not locked:
+            holder = _read_pid(self.path)
+            os.close(fd)
+            raise DestinationBusyError(_busy_message(self.destination, holder))
+        self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError:
+            pass  # the PID is only for the message
+
+    def _acquire_exclusive_file(self) -> None:
+        pid_path = self.path.with_name(LOCK_FILE_NAME + ".pid")
+        for _ in range(2):
+            try:
+                fd = os.open(pid_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = _read_pid(pid_path)
+                if holder and not _pid_alive(int(holder)):
+                    try:
+                        os.unlink(pid_path)  # stale: its holder is gone
+                    except OSError:
+                        pass
+                    continue
+                raise DestinationBusyError(_busy_message(self.destination, holder)) from None
+            except OSError as exc:
+                raise ExportError(
+                    f"cannot write into the export destination {_shown(self.destination)}: {_os_cause(exc)}"
+                ) from exc
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            os.close(fd)
+            self._exclusive_file = True
+            self.path = pid_path
+            return
+        raise DestinationBusyError(_busy_message(self.destination, _read_pid(pid_path)))
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            os.close(fd)  # closing the descriptor releases the lock
+        elif self._exclusive_file:
+            self._exclusive_file = False
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "DestinationLock":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _lock_fd(fd: int) -> bool:
+    """Try to lock ``fd`` exclusively without waiting: True when locked, False when someone else holds it.
+    OSError when the file system has no such locks."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EDEADLK):
+                return False
+            raise
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def _read_pid(path: Path) -> str:
+    try:
+        text = path.read_text("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return text if text.isdigit() else ""
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs, as another user
+        return True
+    return True
+
+
+def _os_cause(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    if exc.errno == errno.EROFS:
+        return "it is on a read-only disk"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def destination_busy(destination: Path | str) -> bool:
+    """True when an export holds the lock of ``destination`` now (another process or another window)."""
+    lock_path = Path(destination) / JOURNAL_DIR_NAME / LOCK_FILE_NAME
+    if not lock_path.exists():
+        return False
+    try:
+        lock = DestinationLock(destination)
+    except DestinationBusyError:
+        return True
+    except ExportError:
+        return False
+    lock.release()
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------
 # Journal
 # ---------------------------------------------------------------------------------------------------
 
@@ -563,7 +793,9 @@ class _Journal:
 
         A later synced record (fsync covers the whole file) makes the unsynced ones before it durable.
         """
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        # ensure_ascii: a non-UTF-8 file name (surrogate escapes in Python) is written as "\\udcff" and read
+        # back as the same escape, so the journal names the very file; text encoding could not hold it.
+        data = (json.dumps(record, ensure_ascii=True) + "\n").encode("ascii")
         try:
             written = os.write(self._fd, data)
             if written != len(data):
@@ -573,7 +805,7 @@ class _Journal:
         except OSError as exc:
             cause = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
             raise ExportError(
-                f"export stopped: cannot write its journal {self.path}: {cause}. Nothing was lost; fix the "
+                f"export stopped: cannot write its journal {_shown(self.path)}: {cause}. Nothing was lost; fix the "
                 "cause and recover the export (it resumes from its journal)"
             ) from exc
         _checkpoint(record["type"])
@@ -766,7 +998,7 @@ class _Executor:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise self._fatal(exc, f"cannot create folder {folder}") from exc
+            raise self._fatal(exc, f"cannot create folder {_shown(folder)}") from exc
         if os.path.lexists(temp):
             os.unlink(temp)  # a partial copy from an interrupted attempt: never trusted, redone
         if not op.source.is_file():
@@ -790,7 +1022,7 @@ class _Executor:
             return
         except OSError as exc:
             self._remove_quietly(temp)
-            raise self._fatal(exc, f"cannot write {temp}") from exc
+            raise self._fatal(exc, f"cannot write {_shown(temp)}") from exc
         _checkpoint("copied")
         # Verify what is on the destination disk against what was read from the source.
         try:
@@ -819,7 +1051,7 @@ class _Executor:
                 candidate = self.free_target(op, after=candidate)  # appeared a moment ago: next suffix
             except OSError as exc:
                 self._remove_quietly(temp)
-                raise self._fatal(exc, f"cannot name {self.plan.destination / candidate}") from exc
+                raise self._fatal(exc, f"cannot name {_shown(self.plan.destination / candidate)}") from exc
         # 'placing' (synced) already names the target and its checksum: after a crash the target is
         # checked against it, so 'placed' need not be synced. The new name itself must be durable before
         # a move deletes the original; a copy only needs its folders synced once, at the end.
@@ -846,7 +1078,7 @@ class _Executor:
                 candidate = self.free_target(op, after=candidate)
             except OSError as exc:
                 if exc.errno in _FATAL_DEST_ERRNOS or not self.plan.fallback_to_copy:
-                    raise self._fatal(exc, f"cannot make a {self.plan.mode} at {target}") from exc
+                    raise self._fatal(exc, f"cannot make a {self.plan.mode} at {_shown(target)}") from exc
                 return False
         self.touched_folders.add(target.parent)
         self.journal.write({"type": "placed", "op": op.index, "target": candidate}, sync=False)
@@ -859,7 +1091,7 @@ class _Executor:
             target = self.plan.destination / str(state.target)
             # After a crash the copy is checked again: nothing is deleted on the word of a stale journal.
             if not state.verified_now and not _matches(target, state.sha256):
-                self._fail(op, state, f"copy at {target} does not match the original; original kept")
+                self._fail(op, state, f"copy at {_shown(target)} does not match the original; original kept")
                 return
             try:
                 op.source.unlink()
@@ -906,7 +1138,7 @@ class _Executor:
         return ExportError(
             f"export stopped: {what}: {cause}. {done} of {len(self.states)} photos are done and nothing was "
             f"lost; fix the cause and recover the export (it resumes from its journal in "
-            f"{self.plan.destination / JOURNAL_DIR_NAME})"
+            f"{_shown(self.plan.destination / JOURNAL_DIR_NAME)})"
         )
 
     # -- the end -------------------------------------------------------------------------------------
@@ -918,9 +1150,9 @@ class _Executor:
             if state.status == "done":
                 rows.append(
                     {
-                        "original_path": str(op.source),
-                        "new_path": str(self.plan.destination / str(state.target)),
-                        "cluster": op.cluster,
+                        "original_path": _valid_text(str(op.source)),
+                        "new_path": _valid_text(str(self.plan.destination / str(state.target))),
+                        "cluster": _valid_text(op.cluster),
                         "confidence": op.confidence,
                     }
                 )
@@ -929,13 +1161,22 @@ class _Executor:
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, "confidence": "" if row["confidence"] is None else row["confidence"]})
+        # Names that are not valid UTF-8 are shown with U+FFFD; the JSON also keeps their exact bytes (hex).
+        raw = {}
+        for op in self.plan.operations:
+            if _valid_text(str(op.source)) != str(op.source):
+                raw[op.index] = os.fsencode(op.source).hex()
+        json_rows = []
+        done_ops = [op for op in self.plan.operations if self.states[op.index].status == "done"]
+        for op, row in zip(done_ops, rows):
+            json_rows.append({**row, "original_path_bytes": raw[op.index]} if op.index in raw else row)
         document = {
             "export_id": self.plan.export_id,
             "mode": self.plan.mode,
-            "destination": str(self.plan.destination),
+            "destination": _valid_text(str(self.plan.destination)),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "photos": rows,
-            "failed": [{"original_path": str(p), "reason": r} for p, r in self.report.failed],
+            "photos": json_rows,
+            "failed": [{"original_path": _valid_text(str(p)), "reason": _valid_text(r)} for p, r in self.report.failed],
         }
         csv_path = base.with_name(base.name + ".csv")
         json_path = base.with_name(base.name + ".json")
@@ -965,7 +1206,7 @@ def _execute(
     total = len(plan.operations)
     eta = EtaEstimator(total)
     verb = {"copy": "copied", "move": "moved", "hardlink": "linked", "symlink": "linked"}[plan.mode]
-    yield ProgressEvent(stage, 0, total, message=f"exporting {total} photos into {plan.destination}")
+    yield ProgressEvent(stage, 0, total, message=f"exporting {total} photos into {_shown(plan.destination)}")
     try:
         yield from _execute_steps(plan, executor, journal, states, cancel, stage, eta, verb)
     except OSError as exc:  # an unexpected destination failure (e.g. the manifest on a full disk)
@@ -995,7 +1236,8 @@ def _execute_steps(
         done = op.index + 1
         state = states[op.index]
         message = (
-            f"{verb} {op.source.name} -> {state.target}" if state.status == "done" else f"failed {op.source.name}: {state.reason}"
+            f"{verb} {_shown(op.source.name)} -> {_shown(str(state.target))}" if state.status == "done"
+            else f"failed {_shown(op.source.name)}: {state.reason}"
         )
         yield ProgressEvent(stage, done, total, message=message, eta_seconds=eta.eta(done))
     executor.sync_touched_folders()
@@ -1017,6 +1259,8 @@ def run_export(plan: ExportPlan, cancel: CancelToken = NEVER_CANCELLED) -> Itera
         The plan was already executed.
     ExportError
         The destination failed for every photo (disk full, read-only, links impossible).
+    DestinationBusyError
+        Another export is running into the same destination (nothing was written).
     """
     if plan.report is not None:
         raise UsageError("this export plan was already executed; make a new plan")
@@ -1024,16 +1268,22 @@ def run_export(plan: ExportPlan, cancel: CancelToken = NEVER_CANCELLED) -> Itera
     try:
         journal_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(f"cannot create the export folder {plan.destination}: {exc.strerror or exc}") from exc
-    journal = _Journal(journal_dir / f"{plan.export_id}.jsonl")
+        raise ExportError(f"cannot create the export folder {_shown(plan.destination)}: {_os_cause(exc)}") from exc
+    # One export at a time into a destination: a second one would "recover" this one's live journal.
+    own_lock = None if plan.lock is not None and plan.lock.held else DestinationLock(plan.destination)
     try:
-        journal.write(_plan_record(plan))
-        _fsync_dir(journal_dir)
-        _update_registry(plan.destination, add=True)
-        states = [_OpState() for _ in plan.operations]
-        yield from _execute(plan, journal, states, cancel)
+        journal = _Journal(journal_dir / f"{plan.export_id}.jsonl")
+        try:
+            journal.write(_plan_record(plan))
+            _fsync_dir(journal_dir)
+            _update_registry(plan.destination, add=True)
+            states = [_OpState() for _ in plan.operations]
+            yield from _execute(plan, journal, states, cancel)
+        finally:
+            journal.close()
     finally:
-        journal.close()
+        if own_lock is not None:
+            own_lock.release()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1076,6 +1326,8 @@ def pending_exports(destination: Path | str | None = None) -> list[PendingExport
     """
     pending = []
     for dest in _destinations(destination):
+        if destination is None and destination_busy(dest):
+            continue  # an export is running into it now: its journal is open because it is live
         for path, records in _open_journals(dest):
             plan, states, _ = _replay(records)
             pending.append(
@@ -1096,6 +1348,7 @@ def recover_exports(
     *,
     rollback: bool = False,
     cancel: CancelToken = NEVER_CANCELLED,
+    lock: DestinationLock | None = None,
 ) -> list[str]:
     """Resume (default) or roll back every interrupted export found in ``destination``.
 
@@ -1110,6 +1363,10 @@ def recover_exports(
         are put back where they were (never overwriting anything), temporary files are deleted.
     cancel : CancelToken
         Checked between photos.
+    lock : DestinationLock, optional
+        The lock of ``destination`` when the caller holds it already (:func:`prepare_export`); otherwise
+        each destination is locked while it is recovered, and one that another export holds now is left
+        alone (its journal is live, not interrupted) with a sentence saying so.
 
     Returns
     -------
@@ -1123,40 +1380,67 @@ def recover_exports(
     """
     messages = []
     for dest in _destinations(destination):
-        for path, records in _open_journals(dest):
-            plan_record, states, _ = _replay(records)
-            plan = _plan_from_record(plan_record)
-            plan.destination = dest  # the folder may have been moved or remounted since
-            already = sum(s.status in ("done", "failed") for s in states)
-            remaining = [op for op, s in zip(plan.operations, states) if s.status in ("pending", "begun")]
-            if not rollback and remaining and not any(op.source.exists() for op in remaining):
-                # Most likely the drive holding the originals is not connected: do not mark every photo
-                # failed (that would close the journal), keep it for the next attempt.
-                messages.append(
-                    f"export {plan.export_id} into {dest} not resumed: none of the {len(remaining)} photos left "
-                    f"to export can be found (is the drive with {remaining[0].source.parent} connected?)"
-                )
+        held = lock if lock is not None and lock.held and lock.destination == dest else None
+        if held is None:
+            if not _open_journals(dest):
+                _update_registry(dest, add=False)
                 continue
-            journal = _Journal(path)
             try:
-                journal.write({"type": "recovery", "rollback": rollback}, sync=False)
-                if rollback:
-                    messages.append(_rollback(plan, journal, states))
-                else:
-                    for _ in _execute(plan, journal, states, cancel, stage="recover export"):
-                        pass
-                    report = plan.report
-                    assert report is not None
-                    messages.append(
-                        f"resumed export {plan.export_id} into {dest}: {len(report.exported)} photos "
-                        f"exported ({already} were done before the interruption)"
-                        + (f", {len(report.failed)} failed" if report.failed else "")
-                    )
-            finally:
-                journal.close()
-        if not _open_journals(dest):
-            _update_registry(dest, add=False)
+                own = DestinationLock(dest)
+            except DestinationBusyError as exc:
+                messages.append(f"not recovered: {exc}")
+                continue
+        else:
+            own = None
+        try:
+            messages.extend(_recover_destination(dest, rollback, cancel)[0])
+        finally:
+            if own is not None:
+                own.release()
     return messages
+
+
+def _recover_destination(dest: Path, rollback: bool, cancel: CancelToken) -> tuple[list[str], int]:
+    """Recover every open journal of ``dest`` (whose lock the caller holds): (sentences, photos failed)."""
+    messages = []
+    failed = 0
+    for path, records in _open_journals(dest):
+        plan_record, states, _ = _replay(records)
+        plan = _plan_from_record(plan_record)
+        plan.destination = dest  # the folder may have been moved or remounted since
+        already = sum(s.status in ("done", "failed") for s in states)
+        remaining = [op for op, s in zip(plan.operations, states) if s.status in ("pending", "begun")]
+        if not rollback and remaining and not any(op.source.exists() for op in remaining):
+            # Most likely the drive holding the originals is not connected: do not mark every photo
+            # failed (that would close the journal), keep it for the next attempt.
+            messages.append(
+                f"export {plan.export_id} into {_shown(dest)} not resumed: none of the {len(remaining)} photos "
+                f"left to export can be found (is the drive with {_shown(remaining[0].source.parent)} "
+                "connected?)"
+            )
+            continue
+        journal = _Journal(path)
+        try:
+            journal.write({"type": "recovery", "rollback": rollback}, sync=False)
+            if rollback:
+                messages.append(_rollback(plan, journal, states))
+            else:
+                for _ in _execute(plan, journal, states, cancel, stage="recover export"):
+                    pass
+                report = plan.report
+                assert report is not None
+                failed += len(report.failed)
+                messages.append(
+                    f"resumed export {plan.export_id} into {_shown(dest)}: {len(report.exported)} photos "
+                    f"exported ({already} were done before the interruption)"
+                    + (f", {len(report.failed)} failed: " + "; ".join(
+                        f"{_shown(source)}: {reason}" for source, reason in report.failed) if report.failed else "")
+                )
+        finally:
+            journal.close()
+    if not _open_journals(dest):
+        _update_registry(dest, add=False)
+    return messages, failed
 
 
 def _restore_original(plan: ExportPlan, op: ExportOperation, copy: Path, sha256: str | None) -> bool:
@@ -1212,9 +1496,178 @@ def _rollback(plan: ExportPlan, journal: _Journal, states: list[_OpState]) -> st
             pass
     journal.write({"type": "rolled_back"})
     _update_registry(plan.destination, add=False)
-    text = f"rolled back export {plan.export_id} in {plan.destination}: {removed} files removed"
+    text = f"rolled back export {plan.export_id} in {_shown(plan.destination)}: {removed} files removed"
     if restored:
         text += f", {restored} moved photos put back"
     if kept:
         text += f", {kept} kept because their original place is taken"
     return text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Before the slow work: check the destination, lock it, finish what an earlier export left
+# ---------------------------------------------------------------------------------------------------
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` with links resolved as far as it exists (the rest appended as given)."""
+    base = _existing_ancestor(path)
+    try:
+        return base.resolve() / path.relative_to(base)
+    except (OSError, ValueError):
+        return path
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass
+class ExportSession:
+    """What :func:`prepare_export` found and holds: use it as a context manager around the whole run.
+
+    Attributes
+    ----------
+    destination : Path
+        Absolute.
+    mode : str
+    dry_run : bool
+    warnings : list of str
+        Sentences to show before the work starts (the destination is inside a scanned folder, an
+        interrupted export a dry run did not recover, ...).
+    recovered : list of str
+        One sentence per interrupted export that was finished first (:func:`recover_exports`).
+    recovery_failures : int
+        Photos the recovery could not export (named in ``recovered``).
+    exclude : list of Path
+        Folders the scan must leave out (the destination, when it lies inside a scanned folder).
+    lock : DestinationLock or None
+        Held from :func:`prepare_export` until :meth:`close` (None for a dry run, which writes nothing).
+    """
+
+    destination: Path
+    mode: str
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    recovery_failures: int = 0
+    exclude: list[Path] = field(default_factory=list)
+    lock: DestinationLock | None = None
+
+    def plan(self, items: Iterable[ExportItem], *, fallback_to_copy: bool = False) -> ExportPlan:
+        """:func:`plan_export` into this destination; the plan runs under this session's lock."""
+        plan = plan_export(items, self.destination, self.mode, fallback_to_copy=fallback_to_copy)
+        plan.lock = self.lock
+        return plan
+
+    def close(self) -> None:
+        """Release the destination lock."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> "ExportSession":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def prepare_export(
+    destination: Path | str,
+    mode: str = "copy",
+    source_folders: Iterable[Path | str] = (),
+    cancel: CancelToken = NEVER_CANCELLED,
+    *,
+    dry_run: bool = False,
+) -> ExportSession:
+    """Every check an export needs, done before the slow work (scan, decode, clustering) starts.
+
+    1. ``mode`` is known; the destination is not a file, its name can be written by this OS, and it can be
+       written into (created when missing; a dry run only checks, and creates nothing).
+    2. The destination must not be a scanned folder itself; inside one, it is excluded from the scan (see
+       ``exclude``, and a warning), so the copies of one run are not sorted again as new photos by the next.
+    3. Not a dry run: the destination is locked (:class:`DestinationLock`) until the session is closed, and
+       any export into it that was interrupted earlier is finished first, before any scan — a move
+       interrupted with 3 photos left can then be completed by re-running it, whatever the new run finds.
+
+    Returns
+    -------
+    ExportSession
+        A context manager; close it (or leave its ``with``) when the export is done.
+
+    Raises
+    ------
+    UsageError
+        Unknown mode, a destination that is a file, the scanned folder itself, or a name this OS cannot
+        write.
+    DestinationBusyError
+        Another export is running into the destination now.
+    ExportError
+        The destination cannot be written (read-only disk, permission denied), or a recovery failed.
+    """
+    if mode not in EXPORT_MODES:
+        raise UsageError(f"unknown export mode {mode!r}; choose one of {', '.join(EXPORT_MODES)}")
+    destination = Path(os.path.abspath(Path(destination).expanduser()))
+    try:
+        os.fsencode(destination)
+    except UnicodeEncodeError:
+        raise UsageError(f"the export destination {_shown(destination)} is not a name this system can write") from None
+    if destination.exists() and not destination.is_dir():
+        raise UsageError(f"export destination {_shown(destination)} is a file, not a folder")
+    session = ExportSession(destination=destination, mode=mode, dry_run=dry_run)
+
+    resolved = _resolved(destination)
+    for folder in source_folders:
+        folder = Path(os.path.abspath(Path(folder).expanduser()))
+        source = _resolved(folder)
+        if resolved == source:
+            raise UsageError(
+                f"the export destination {_shown(destination)} is the folder being sorted; export into another "
+                "folder (a new sub-folder of it is fine: it is left out of the scan)"
+            )
+        if _is_inside(resolved, source):
+            session.exclude.append(destination)
+            session.warnings.append(
+                f"the export destination {_shown(destination)} is inside the scanned folder {_shown(folder)}: "
+                "it is left out of the scan, so exported photos are not sorted again"
+            )
+        elif _is_inside(source, resolved):
+            session.warnings.append(
+                f"the scanned folder {_shown(folder)} is inside the export destination {_shown(destination)}"
+            )
+
+    if dry_run:
+        ancestor = _existing_ancestor(destination)
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ExportError(f"cannot write into the export destination {_shown(destination)}: permission denied")
+        if destination.is_dir():
+            pending = pending_exports(destination)
+            if pending:
+                session.warnings.append(
+                    f"an interrupted export into {_shown(destination)} ({pending[0].finished_operations} of "
+                    f"{pending[0].total} photos done) will be finished first when this export runs"
+                )
+        return session
+
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the export destination {_shown(destination)}: {_os_cause(exc)}") from exc
+    session.lock = DestinationLock(destination)
+    try:
+        messages, failed = _recover_destination(destination, False, cancel)
+    except BaseException:
+        session.close()
+        raise
+    session.recovered, session.recovery_failures = messages, failed
+    return session

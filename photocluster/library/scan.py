@@ -32,7 +32,9 @@ import errno
 import hashlib
 import io
 import os
+import re
 import stat
+import threading
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -72,11 +74,98 @@ def heif_available() -> bool:
     return _heif_state
 
 
-def display_path(path: str | os.PathLike) -> str:
-    """A printable form of a path: file names that are not valid UTF-8 (bytes names on Linux, kept by
-    Python as surrogate escapes) would make ``print`` raise, so undecodable bytes become U+FFFD."""
-    raw = os.fsencode(os.fspath(path))
-    return raw.decode("utf-8", errors="replace")
+#: Control characters in a file name (a newline is legal on Linux) would split or corrupt a printed line.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def display_path(path: str | os.PathLike | bytes) -> str:
+    """A printable, one-line form of a path.
+
+    File names that are not valid UTF-8 (bytes names on Linux, kept by Python as surrogate escapes) would
+    make ``print`` raise, so undecodable bytes become U+FFFD; control characters (a newline in a name would
+    split a line of a plan or a log) are shown as backslash escapes (``\\n``, ``\\x1b``).
+    """
+    raw = os.fsencode(os.fspath(path)) if not isinstance(path, bytes) else path
+    text = raw.decode("utf-8", errors="replace")
+    return _CONTROL_CHARS.sub(lambda m: _CONTROL_ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+# -- the pixel limit: a huge real photo is not a decompression bomb -------------------------------------
+#: Pixels a photo may have whatever its file size: Pillow's own limit at import time (89.5 M pixels, about
+#: 256 MiB decoded as RGB).
+SAFE_PIXELS: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+#: Above :data:`SAFE_PIXELS`, a file must hold at least this many bytes per pixel it claims. Deflate (PNG,
+#: TIFF) packs at most about 1032 bytes into one, so even a real 1-bit image takes 1/8256 byte a pixel and
+#: a JPEG at least one bit per 8x8 block (1/512 byte a pixel); a file below 1/10000 byte a pixel cannot
+#: hold the pixels it claims: a crafted header (a bomb) or a cut-off file. A 100-megapixel JPEG from a
+#: camera is 10-60 MB (0.1-0.6 byte a pixel).
+MIN_BYTES_PER_PIXEL: float = 1e-4
+#: JPEG decodes at 1/8 scale (``Image.draft``): a gigapixel JPEG needs about 50 MB decoded. Above this, no.
+MAX_PIXELS_REDUCIBLE: int = 1_000_000_000
+#: Formats decoded at full size (PNG, TIFF, WebP, ...): 300 M pixels take about 900 MB as RGB.
+MAX_PIXELS_FULL_DECODE: int = 300_000_000
+#: Formats Pillow can decode at a reduced scale (so memory stays small whatever the pixel count).
+_REDUCIBLE_FORMATS = frozenset({"JPEG", "MPO"})
+_pillow_limit_lock = threading.RLock()
+
+
+def pixel_limit_refusal(width: int, height: int, file_size: int | None, fmt: str | None = None,
+                        max_pixels: int | None = None, *, safe_pixels: int | None = None) -> str | None:
+    """Why an image of ``width`` x ``height`` pixels in a file of ``file_size`` bytes is refused, or None.
+
+    Parameters
+    ----------
+    max_pixels:
+        None (the default): the photo rule — up to ``safe_pixels`` always; above it only with at least
+        :data:`MIN_BYTES_PER_PIXEL` bytes of file a pixel (else it is a bomb or a cut-off file), and at most
+        :data:`MAX_PIXELS_REDUCIBLE` (JPEG) or :data:`MAX_PIXELS_FULL_DECODE` (other formats) pixels.
+        A positive number: a strict limit (scripts, tests). 0: no limit of ours.
+    safe_pixels:
+        Default Pillow's ``Image.MAX_IMAGE_PIXELS`` now (:data:`SAFE_PIXELS` when that is None).
+    """
+    pixels = width * height
+    if max_pixels is not None:
+        if max_pixels and pixels > max_pixels:
+            return f"decompression bomb refused ({width}x{height} pixels is more than {max_pixels})"
+        return None
+    if safe_pixels is None:
+        safe_pixels = Image.MAX_IMAGE_PIXELS
+    if pixels <= (safe_pixels or SAFE_PIXELS):
+        return None
+    if file_size is not None and file_size < pixels * MIN_BYTES_PER_PIXEL:
+        return (f"decompression bomb refused ({width}x{height} pixels claimed by a file of {file_size} bytes, "
+                "too small to hold them)")
+    ceiling = MAX_PIXELS_REDUCIBLE if (fmt or "").upper() in _REDUCIBLE_FORMATS else MAX_PIXELS_FULL_DECODE
+    if pixels > ceiling:
+        return (f"image too large to decode ({width}x{height} = {pixels / 1e6:.0f} M pixels; the limit for "
+                f"{fmt or 'this format'} is {ceiling / 1e6:.0f} M)")
+    return None
+
+
+class PillowLimitSuspended:
+    """Within ``with``: Pillow's own decompression-bomb check is off, because :func:`pixel_limit_refusal`
+    decides instead (Pillow refuses anything over 179 M pixels outright, real 200-MP photos included).
+
+    ``limit`` is the value Pillow had (our rule reads it). With ``active=False`` nothing is changed (an
+    explicit ``max_pixels=0`` keeps Pillow's check). A lock keeps threads from restoring each other's value.
+    """
+
+    def __init__(self, active: bool = True) -> None:
+        self.active = active
+        self.limit: int | None = Image.MAX_IMAGE_PIXELS
+
+    def __enter__(self) -> "PillowLimitSuspended":
+        if self.active:
+            _pillow_limit_lock.acquire()
+            self.limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.active:
+            Image.MAX_IMAGE_PIXELS = self.limit
+            _pillow_limit_lock.release()
 
 
 @dataclass(frozen=True)
@@ -122,6 +211,9 @@ class ScanReport:
         Files whose extension is not a photo extension (sidecars, videos, documents): counted, not listed.
     ignored_hidden:
         Hidden files and folders left out because ``include_hidden`` was off.
+    excluded:
+        Folders not entered because they were given as ``exclude`` (an export destination inside a
+        scanned folder: its copies must not be scanned as new photos on the next run).
     """
 
     photos: list[PhotoFile] = field(default_factory=list)
@@ -129,6 +221,7 @@ class ScanReport:
     duplicates: list[list[Path]] = field(default_factory=list)
     ignored_other: int = 0
     ignored_hidden: int = 0
+    excluded: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: how many photos, skipped files, duplicate groups and ignored files."""
@@ -140,6 +233,8 @@ class ScanReport:
             text += f", {self.ignored_other} other file(s) ignored"
         if self.ignored_hidden:
             text += f", {self.ignored_hidden} hidden item(s) ignored"
+        if self.excluded:
+            text += f", {len(self.excluded)} folder(s) excluded"
         return text
 
 
@@ -176,10 +271,9 @@ def read_header(data: bytes | os.PathLike | str, *, max_pixels: int | None = Non
     data:
         The file's bytes, or its path.
     max_pixels:
-        Images with more pixels are refused as decompression bombs (default: Pillow's
-        ``Image.MAX_IMAGE_PIXELS``). Pillow only *warns* between 1x and 2x that limit; we refuse there too,
-        because a file that claims that many pixels is either an attack or not worth decoding for a
-        96-pixel training image.
+        The pixel limit, see :func:`pixel_limit_refusal`: None (default) accepts huge real photos and
+        refuses only files too small for the pixels they claim; a positive number is a strict limit; 0
+        leaves only Pillow's own check (whose warning, between 1x and 2x its limit, counts as a refusal).
 
     Returns
     -------
@@ -191,10 +285,17 @@ def read_header(data: bytes | os.PathLike | str, *, max_pixels: int | None = Non
     ValueError
         With the reason as message, when the data is not a usable image.
     """
-    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        source: io.BytesIO | os.PathLike | str = io.BytesIO(data)
+        file_size: int | None = len(data)
+    else:
+        source = data
+        try:
+            file_size = os.stat(data).st_size
+        except OSError:
+            file_size = None  # Image.open below reports the reason
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), PillowLimitSuspended(active=max_pixels != 0) as pillow:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
                 width, height = img.size
@@ -213,8 +314,9 @@ def read_header(data: bytes | os.PathLike | str, *, max_pixels: int | None = Non
         raise ValueError(f"damaged image header ({type(exc).__name__}: {exc})") from None
     if width <= 0 or height <= 0:
         raise ValueError(f"image has no pixels ({width}x{height})")
-    if limit and width * height > limit:
-        raise ValueError(f"decompression bomb refused ({width}x{height} pixels is more than {limit})")
+    refusal = pixel_limit_refusal(width, height, file_size, fmt, max_pixels, safe_pixels=pillow.limit)
+    if refusal:
+        raise ValueError(refusal)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return fmt, width, height, mode
@@ -329,10 +431,15 @@ class FolderScan:
         File extensions to consider (default :data:`DEFAULT_EXTENSIONS`). HEIC/HEIF are only usable with
         pillow-heif installed; without it they are reported as skipped with that reason.
     max_pixels:
-        Decompression-bomb limit (default Pillow's ``Image.MAX_IMAGE_PIXELS``).
+        The pixel limit (:func:`pixel_limit_refusal`): by default huge real photos pass and only files too
+        small for the pixels they claim (decompression bombs) are refused.
     index:
         Reuse what earlier scans learned about unchanged files (:class:`ScanIndex`): True (the default
         index in the cache folder), False (read every file), or the path of an index file.
+    exclude:
+        Folders never entered (nor their contents), e.g. an export destination inside a scanned folder;
+        compared by device and inode, so another spelling of the same folder is excluded too. Those met
+        are listed in ``report.excluded``.
 
     Examples
     --------
@@ -350,8 +457,10 @@ class FolderScan:
         extensions: Iterable[str] | None = None,
         max_pixels: int | None = None,
         index: bool | str | os.PathLike = True,
+        exclude: Iterable[str | os.PathLike] = (),
     ) -> None:
         self.folders = [Path(os.path.expanduser(os.fspath(f))) for f in folders]
+        self.exclude = [Path(os.path.expanduser(os.fspath(f))) for f in exclude]
         self.index = index
         self.include_hidden = include_hidden
         self.follow_links = follow_links
@@ -363,6 +472,13 @@ class FolderScan:
     def _walk(self, cancel: CancelToken) -> Iterator[Path | ProgressEvent]:
         """Yield candidate file paths (and, now and then, events so a cancel is seen quickly)."""
         visited: set[tuple[int, int]] = set()
+        excluded: set[tuple[int, int]] = set()
+        for folder in self.exclude:
+            try:
+                st = folder.stat()
+            except OSError:
+                continue  # not there (yet): nothing of it can be scanned
+            excluded.add((st.st_dev, st.st_ino))
         seen_files: set[str] = set()
         throttle = Throttle(0.5)
         found = 0
@@ -379,6 +495,9 @@ class FolderScan:
                 self.report.skipped.append(SkippedFile(root, "not a folder"))
                 continue
             key = (root_stat.st_dev, root_stat.st_ino)
+            if key in excluded:
+                self.report.excluded.append(root)
+                continue
             if key in visited:  # the same folder given twice, or nested in one given before
                 continue
             visited.add(key)
@@ -424,6 +543,9 @@ class FolderScan:
                             self.report.skipped.append(SkippedFile(path, "folder " + _reason_for_os_error(exc, action="opening it")))
                             continue
                         key = (st.st_dev, st.st_ino)
+                        if key in excluded:
+                            self.report.excluded.append(path)
+                            continue
                         if key in visited:
                             reason = ("symbolic link loop (leads to a folder already scanned)" if is_link
                                       else "folder already scanned")
@@ -475,8 +597,7 @@ class FolderScan:
         known = index.lookup(path, st) if index is not None else None
         if known is not None:
             content_hash, fmt, width, height = known
-            limit = Image.MAX_IMAGE_PIXELS if self.max_pixels is None else self.max_pixels
-            if not limit or width * height <= limit:
+            if pixel_limit_refusal(width, height, st.st_size, fmt, self.max_pixels) is None:
                 return PhotoFile(path=path, size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns,
                                  content_hash=content_hash, width=width, height=height, format=fmt)
         try:
@@ -561,8 +682,9 @@ def scan_folders(
     extensions: Iterable[str] | None = None,
     max_pixels: int | None = None,
     index: bool | str | os.PathLike = True,
+    exclude: Iterable[str | os.PathLike] = (),
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> ScanReport:
     """Scan folders to the end and return the :class:`ScanReport` (see :class:`FolderScan`)."""
     return FolderScan(folders, include_hidden=include_hidden, follow_links=follow_links,
-                      extensions=extensions, max_pixels=max_pixels, index=index).run(cancel)
+                      extensions=extensions, max_pixels=max_pixels, index=index, exclude=exclude).run(cancel)

@@ -9,6 +9,7 @@ themselves, because they need hooks.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -71,6 +72,26 @@ def png_bomb(width=100_000, height=100_000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
     idat = zlib.compress(b"\x00" * 16)
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def png_bomb_few_kb(width=30_000, height=30_000) -> bytes:
+    """A PNG of a few KB claiming width × height pixels (9 x 10^8 by default), with real compressed rows
+    of zeros: what a decompression bomb sent around looks like (a real one of 2.7 GB would be 2.6 MB)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (4 << 20), 9)  # the first ~460 rows, about 4 KB
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+@functools.lru_cache(maxsize=1)
+def jpeg_100_megapixels() -> bytes:
+    """A real 12000 x 8500 JPEG (102 M pixels, more than Pillow's 89.5 M limit), like a 100-MP camera's;
+    a flat grey one, about 1.2 MB (0.01 byte a pixel): encoded once per test process (~1 s)."""
+    return encode(Image.new("L", (12000, 8500), 128), "JPEG", quality=70)
+
+
+def non_utf8(name: bytes) -> str:
+    """A file name that is not valid UTF-8, as Python carries it (surrogate escapes): b"bad\\xff.jpg"."""
+    return os.fsdecode(name)
 
 
 def png_rgb16(width=40, height=30, rgb=(65535, 0, 32896)) -> bytes:
@@ -178,6 +199,10 @@ def build_corpus(root: Path) -> list[Case]:
     photo("1-bit image", "formats/bilevel.png", encode(Image.new("1", (40, 30), 1), "PNG"), WHITE, 1)
     photo("huge dimensions (6000 x 4000 JPEG)", "odd/huge.jpg",
           encode(Image.new("RGB", (6000, 4000), RED), "JPEG", quality=80), RED, 20)
+    # Issue 20: a real photo over Pillow's 89.5 M-pixel limit is a photo; a few KB claiming 900 M is a bomb.
+    photo("100-megapixel JPEG (a camera's, over Pillow's limit)", "odd/100mp.jpg", jpeg_100_megapixels(),
+          (128, 128, 128), 2)
+    skip("30000 x 30000 PNG bomb of a few KB", "broken/bomb-30000.png", png_bomb_few_kb(), "decompression bomb")
     for orientation in range(1, 9):
         photo(f"EXIF orientation {orientation}", f"orientation/o{orientation}.jpg",
               jpeg_with_orientation(quadrants(), orientation), None)
@@ -188,6 +213,9 @@ def build_corpus(root: Path) -> list[Case]:
     if os.name == "posix":
         raw_name = os.fsdecode(b"names/caf\xe9-latin1.png")  # not valid UTF-8: a bytes name on Linux
         photo("non-UTF-8 file name", raw_name, encode(solid(GREEN), "PNG"), GREEN, 1)
+        photo("non-UTF-8 folder name", non_utf8(b"names/d\xe9j\xe0-vu/inside.png"), encode(solid(BLUE), "PNG"),
+              BLUE, 1)
+        photo("newline in a file name", "names/two\nlines.png", encode(solid(RED), "PNG"), RED, 1)
     photo("upper-case extension", "names/IMG_0001.JPG", encode(solid(GREEN), "JPEG", quality=95), GREEN, 20)
     readonly = root / "readonly"
     photo("photo in a read-only folder", "readonly/locked.png", encode(solid(RED), "PNG"), RED, 1)

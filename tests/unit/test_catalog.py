@@ -439,3 +439,23 @@ def test_writer_killed_inside_a_run_leaves_no_part_of_it(catalog_file):
         assert _state(catalog) == before
         assert [r.status for r in catalog.runs()] == ["finished", "running"]  # started, never finished
         assert catalog._query("SELECT COUNT(*) FROM clusters")[0][0] == 2
+
+
+# -- issue 20: file and folder names that are not valid UTF-8 ------------------------------------------
+def test_non_utf8_file_and_folder_names_round_trip(tmp_path):
+    import os
+
+    bad_file = Path(os.fsdecode(b"/photos/bad\xff.jpg"))
+    bad_folder = Path(os.fsdecode(b"/photos/d\xe9j\xe0/a.jpg"))
+    good = Path("/photos/été.jpg")
+    with Catalog(tmp_path / "catalog.sqlite3") as catalog:
+        ids = catalog.add_photos([PhotoRecord(bad_file), PhotoRecord(bad_folder), PhotoRecord(good)])
+        assert catalog.add_photos([PhotoRecord(bad_file)]) == ids[:1]  # the same file, not a new photo
+        run = catalog.start_run("kmeans", {"n_clusters": 2})
+        catalog.record_result(run, ids, [0, 0, 1], [0.9, 0.8, 0.7])
+        assert [p.path for p in catalog.photos()] == [bad_file, bad_folder, good]
+        assert sorted(str(item.source) for item in catalog.export_items()) == sorted(map(str, [bad_file, bad_folder, good]))
+    # Valid names stay text in the file (readable by any SQLite tool, as catalogs written before).
+    with sqlite3.connect(tmp_path / "catalog.sqlite3") as raw:
+        kinds = dict(raw.execute("SELECT id, typeof(path) FROM photos").fetchall())
+    assert kinds == {ids[0]: "blob", ids[1]: "blob", ids[2]: "text"}

@@ -389,3 +389,33 @@ def test_cancel_with_worker_processes_returns_promptly(tmp_path):
     watcher.join()
     assert stopped - fired[0] < 1.5
     assert decoder.result.n_decoded < 150
+
+
+# -- issue 20: huge real photos, bombs, and the decode count -----------------------------------------
+def test_a_100_megapixel_jpeg_is_decoded_at_a_reduced_scale():
+    from bad_inputs import jpeg_100_megapixels
+
+    decoded = decode_photo(jpeg_100_megapixels())
+    assert decoded.used_draft  # libjpeg decoded it at 1/8 scale: about 1.6 M pixels in memory, not 102 M
+    assert decoded.array.shape == (96, 96, 3)
+    assert np.abs(decoded.array.astype(int) - 128).max() <= 2
+
+
+def test_a_few_kb_png_claiming_900_megapixels_is_refused_before_decoding():
+    from bad_inputs import png_bomb_few_kb
+
+    with pytest.raises(DecodeError, match="decompression bomb refused"):
+        decode_photo(png_bomb_few_kb())
+
+
+def test_a_file_that_fails_to_decode_is_not_counted_as_decoded(tmp_path):
+    from bad_inputs import noise_jpeg
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = noise_jpeg()
+    (folder / "good.jpg").write_bytes(good)
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    report, result = load_library([folder], workers=0, cache_root=tmp_path / "cache")
+    assert [s.path.name for s in result.skipped] == ["truncated.jpg"]
+    assert result.n_decoded == 1 and result.n_cached == 0

@@ -284,3 +284,57 @@ def test_unusable_index_file_falls_back_to_reading(tmp_path):
     bad_index = tmp_path / "not-a-db"
     bad_index.write_bytes(b"this is not sqlite" * 100)
     assert [p.path.name for p in scan_folders([folder], index=bad_index).photos] == ["a.png"]
+
+
+# -- issue 20: what a real disk holds ---------------------------------------------------------------
+def test_a_real_100_megapixel_photo_passes_and_a_few_kb_bomb_is_refused(tmp_path):
+    from bad_inputs import jpeg_100_megapixels, png_bomb_few_kb
+
+    assert read_header(jpeg_100_megapixels())[:3] == ("JPEG", 12000, 8500)  # Pillow alone refuses 102 M
+    bomb = png_bomb_few_kb()
+    assert len(bomb) < 10_000
+    with pytest.raises(ValueError, match="decompression bomb refused .*30000x30000"):
+        read_header(bomb)
+    # The same rule on files (read by path, and through the scan index on a second scan).
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "camera.jpg").write_bytes(jpeg_100_megapixels())
+    (folder / "bomb.png").write_bytes(bomb)
+    for _ in range(2):
+        report = scan_folders([folder], index=tmp_path / "index.sqlite3")
+        assert [(p.path.name, p.width, p.height) for p in report.photos] == [("camera.jpg", 12000, 8500)]
+        assert _reasons(report)["bomb.png"].startswith("decompression bomb refused")
+
+
+def test_pixel_limit_is_a_ratio_of_pixels_to_bytes():
+    from photocluster.library.scan import MAX_PIXELS_FULL_DECODE, pixel_limit_refusal
+
+    assert pixel_limit_refusal(6000, 4000, 100) is None  # under Pillow's limit: always fine
+    assert pixel_limit_refusal(16000, 12500, 20_000_000, "JPEG") is None  # a 200-MP camera JPEG
+    assert "decompression bomb" in pixel_limit_refusal(16000, 12500, 5_000, "JPEG")
+    assert "too large" in pixel_limit_refusal(40000, 40000, 10**9, "JPEG")  # 1.6 G pixels: memory
+    assert "too large" in pixel_limit_refusal(20000, 20000, 10**8, "PNG")  # 400 M decoded at full size
+    assert pixel_limit_refusal(20000, 15000, 10**8, "PNG") is None and 20000 * 15000 <= MAX_PIXELS_FULL_DECODE
+    assert "more than 100" in pixel_limit_refusal(20, 20, 10**6, max_pixels=100)  # a strict limit stays strict
+
+
+def test_exclude_leaves_the_export_destination_out_of_the_scan(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sorted" / "Cluster 1").mkdir(parents=True)
+    (folder / "a.png").write_bytes(encode(solid(RED), "PNG"))
+    (folder / "sorted" / "Cluster 1" / "a.png").write_bytes(encode(solid(RED), "PNG"))
+    report = scan_folders([folder], exclude=[folder / "sorted"], index=False)
+    assert [p.path for p in report.photos] == [folder / "a.png"]
+    assert report.excluded == [folder / "sorted"]
+    assert "1 folder(s) excluded" in report.summary()
+    # Another spelling of the same folder (a link) is excluded too: compared by device and inode.
+    os.symlink(folder / "sorted", tmp_path / "link-to-sorted")
+    again = scan_folders([folder], exclude=[tmp_path / "link-to-sorted"], index=False)
+    assert [p.path for p in again.photos] == [folder / "a.png"]
+
+
+def test_display_path_keeps_every_name_on_one_printable_line():
+    assert display_path(os.fsdecode(b"/p/bad\xff.jpg")) == "/p/bad\ufffd.jpg"
+    assert display_path("/p/two\nlines.jpg") == "/p/two\\nlines.jpg"
+    assert display_path("/p/esc\x1b[31m.jpg") == "/p/esc\\x1b[31m.jpg"
+    assert display_path("/p/été 🌸.jpg") == "/p/été 🌸.jpg"
