@@ -40,13 +40,14 @@ __all__ = [
 
 # -- scan ------------------------------------------------------------------------------------------
 def scan_steps(folders: Sequence[Path], *, include_hidden: bool = False, follow_links: bool = False,
-               cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+               exclude: Sequence[Path] = (), cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
     """Walk the folders; returns the :class:`~photocluster.library.scan.ScanReport`.
 
     The closing message says how many photos were found and skipped; every skipped file is listed by the
-    driver from ``report.skipped`` (nothing is dropped silently).
+    driver from ``report.skipped`` (nothing is dropped silently). ``exclude``: folders left out (an export
+    destination inside a scanned folder, :func:`~photocluster.library.export.prepare_export`).
     """
-    scan = FolderScan(list(folders), include_hidden=include_hidden, follow_links=follow_links)
+    scan = FolderScan(list(folders), include_hidden=include_hidden, follow_links=follow_links, exclude=exclude)
     yield from scan.steps(cancel)
     report = scan.report
     yield ProgressEvent("scan", step=1, total=1, message=f"scan: {report.summary()}")
@@ -170,6 +171,18 @@ class ClusteringOutcome:
     groups: list[ClusterGroup] | None = None
 
 
+def decode_size(method: str, params: dict[str, Any]) -> int:
+    """Side of the square arrays photos are decoded to for this method: a pre-trained backbone's own input
+    size (224) when the method uses one — upsampling 96-px arrays would throw away what the network was
+    trained to see —, else the 96 px the methods trained from scratch use."""
+    from photocluster.features.pretrained import preprocess_for
+    from photocluster.library.decode import DEFAULT_SIZE
+    from photocluster.methods.base import method_class
+
+    backbone = method_class(method).pretrained_backbone(params)
+    return preprocess_for(backbone).input_size if backbone is not None else DEFAULT_SIZE
+
+
 def _message(notes: list[str], stage: str, text: str) -> ProgressEvent:
     notes.append(text)
     return ProgressEvent(stage, step=1, total=1, message=text)
@@ -180,8 +193,18 @@ def choose_k_steps(dataset: ImageDataset, method: str, params: dict[str, Any], *
     """Estimate k (the best silhouette of k-means); returns a :class:`~photocluster.methods.choose_k.KChoice`."""
     from photocluster.methods.choose_k import estimate_k, handcrafted_features_for_k
 
+    from photocluster.methods.base import method_class
+
     yield ProgressEvent("choose k", message="estimating the number of groups…")
-    features, feature_name = handcrafted_features_for_k(dataset.images)
+    backbone = method_class(method).pretrained_backbone(params)
+    if backbone is not None:  # cached: the method reads the same embeddings again for nothing
+        from photocluster.features.embeddings import embedding_steps
+
+        result = yield from embedding_steps(dataset.images, backbone, params.get("weights", "default"),
+                                            device=params.get("device", "auto"), cancel=cancel)
+        features, feature_name = result.embeddings, f"{backbone} embeddings"
+    else:
+        features, feature_name = handcrafted_features_for_k(dataset.images)
     return estimate_k(features, feature_name=feature_name, random_state=random_state, cancel=cancel)
 
 
@@ -211,7 +234,7 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     from photocluster.result_check import result_warnings
 
     notes: list[str] = []
-    decoded = yield from decode_steps(photos, name=decode_name, cancel=cancel)
+    decoded = yield from decode_steps(photos, name=decode_name, size=decode_size(method, params), cancel=cancel)
     notes.append(f"decode: {len(decoded.photos)} decoded of {len(photos)}")
     dataset = decoded.dataset
 
@@ -222,7 +245,9 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
             k_choice = yield from choose_k_steps(dataset, method, params,
                                                  random_state=int(params.get("random_state") or 0), cancel=cancel)
         params["n_clusters"] = k_choice.k
-        yield _message(notes, "choose k", f"k = {k_choice.k} ({k_choice.how})")
+        yield _message(notes, "choose k", f"k = {k_choice.k} ({k_choice.how}; {k_choice.confidence_words}: "
+                                          f"silhouette {k_choice.scores.get(k_choice.k, 0):.3f}, margin "
+                                          f"{k_choice.margin:.3f} over the next best k)")
     k = params.get("n_clusters")
     if k is not None and k > len(dataset):
         raise UsageError(f"{k} groups asked for, but only {len(dataset)} photos could be decoded")
@@ -271,8 +296,8 @@ class _no_context:
 
 
 # -- the folder: benchmark -------------------------------------------------------------------------
-def labelled_folder_dataset(root: Path, *, limit: int | None = None, cancel: CancelToken = NEVER_CANCELLED,
-                            ) -> Iterator[ProgressEvent]:
+def labelled_folder_dataset(root: Path, *, limit: int | None = None, size: int | None = None,
+                            cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
     """A labelled folder (class = first-level sub-folder) through the pipeline's scan and decode cache.
 
     Returns an :class:`ImageDataset` with ``labels`` and ``class_names``: the photos a person would sort,
@@ -293,7 +318,7 @@ def labelled_folder_dataset(root: Path, *, limit: int | None = None, cancel: Can
                     key=lambda p: (label_of[Path(p.path).relative_to(root).parts[0]], str(p.path)))
     if limit is not None:
         photos = photos[:limit]
-    decoded = yield from decode_steps(photos, name=f"folder:{root}", cancel=cancel)
+    decoded = yield from decode_steps(photos, name=f"folder:{root}", size=size, cancel=cancel)
     labels = np.array([label_of[Path(p.path).relative_to(root).parts[0]] for p in decoded.photos], dtype=np.int64)
     dataset = decoded.dataset
     return ImageDataset(name=f"folder:{root}", images=dataset.images, labels=labels, class_names=classes,

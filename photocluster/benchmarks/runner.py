@@ -127,16 +127,19 @@ def _format_seconds(seconds: float) -> str:
 
 
 def load_benchmark_dataset(benchmark: str, *, data_dir: str | Path | None = None, download: bool = False,
-                           progress: bool = True, limit: int | None = None) -> ImageDataset:
+                           progress: bool = True, limit: int | None = None,
+                           method_params: dict[str, dict[str, Any]] | None = None) -> ImageDataset:
     """A benchmark data set. ``folder:PATH`` goes through the photo pipeline's scan and decode cache
-    (:func:`photocluster.pipeline.labelled_folder_dataset`), so it measures exactly what a person's folder
-    gets; the named sets through :func:`photocluster.data.datasets.load_dataset`."""
+    (:func:`photocluster.pipeline.labelled_folder_dataset`), decoded at the size the methods to run want
+    (``method_params``: name → parameters; a pre-trained backbone's 224 px), so it measures exactly what a
+    person's folder gets; the named sets through :func:`photocluster.data.datasets.load_dataset`."""
     if benchmark.startswith("folder:"):
-        from photocluster.pipeline import labelled_folder_dataset
+        from photocluster.pipeline import decode_size, labelled_folder_dataset
         from photocluster.progress import run_to_end
 
+        size = max((decode_size(name, params) for name, params in (method_params or {}).items()), default=None)
         root = Path(os.path.abspath(Path(benchmark[len("folder:"):]).expanduser()))
-        return run_to_end(labelled_folder_dataset(root, limit=limit))
+        return run_to_end(labelled_folder_dataset(root, limit=limit, size=size))
     from photocluster.data.datasets import load_dataset
 
     return load_dataset(benchmark, data_dir=data_dir, download=download, progress=progress, limit=limit)
@@ -342,8 +345,9 @@ def run_benchmark_command(args) -> int:
     output = getattr(args, "output", None)
     if output is not None and Path(output).is_dir():
         raise UsageError(f"--output {output} is a folder; give a file name")
+    wanted = {name: {**({"weights": args.weights} if args.weights else {}), **overrides[name]} for name in methods}
     dataset = load_benchmark_dataset(args.benchmark, data_dir=args.data_dir, download=args.download,
-                                     progress=progress, limit=args.limit)
+                                     progress=progress, limit=args.limit, method_params=wanted)
     _parse_clusters(args.clusters, dataset)  # fail on a bad -k before any work
     token = CancelToken()
     install_sigint_cancel(token)

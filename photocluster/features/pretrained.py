@@ -14,6 +14,7 @@ offered as stronger options. Three ways to get the weights (the ``--weights`` op
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import torchvision
 from torch import nn
 
 from photocluster.config import weights_dir
-from photocluster.errors import UsageError
+from photocluster.errors import UsageError, WeightsUnavailable
 
 #: ImageNet normalisation used by every torchvision classification model.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,24 +50,120 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+def _alexnet_split(model: nn.Module) -> tuple[nn.Module, nn.Module, int]:
+    # features = conv1..conv5 with pools (conv5 is features[10]); classifier = [Dropout, fc6, ReLU, Dropout,
+    # fc7, ReLU, fc8]. Upper layers = conv5, fc6, fc7: the embedding is fc7 (4096), the classic "DeCAF" layer.
+    lower = nn.Sequential(*list(model.features.children())[:10])
+    upper = nn.Sequential(*list(model.features.children())[10:], model.avgpool, nn.Flatten(),
+                          *list(model.classifier.children())[:6])
+    return lower, upper, 4096
+
+
+def _alexnet_trunk(model: nn.Module) -> tuple[nn.Module, int]:
+    # conv1-conv5 without pool5, so the map stays 13x13 at 224 px (CCNN, Sec. III)
+    return nn.Sequential(*list(model.features.children())[:-1]), 256
+
+
+def _resnet_split(model: nn.Module) -> tuple[nn.Module, nn.Module, int]:
+    # Upper layers = the last residual stage (layer4); the 1000-way fc is dropped.
+    lower = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3)
+    return lower, nn.Sequential(model.layer4, model.avgpool, nn.Flatten()), model.fc.in_features
+
+
+def _resnet_trunk(model: nn.Module) -> tuple[nn.Module, int]:
+    return nn.Sequential(*list(model.children())[:-2]), model.fc.in_features
+
+
+def _features_split(upper_blocks: int, pool_norm: Callable[[nn.Module], list[nn.Module]] | None = None):
+    """Split for nets whose convolutional part is ``model.features`` (MobileNets, EfficientNet, ConvNeXt): the
+    last ``upper_blocks`` entries of ``features`` are the upper layers, then global average pooling (and, for
+    ConvNeXt, its LayerNorm), giving the embedding."""
+
+    def split(model: nn.Module) -> tuple[nn.Module, nn.Module, int]:
+        blocks = list(model.features.children())
+        extra = pool_norm(model) if pool_norm is not None else []
+        upper = nn.Sequential(*blocks[-upper_blocks:], nn.AdaptiveAvgPool2d(1), *extra, nn.Flatten())
+        return nn.Sequential(*blocks[:-upper_blocks]), upper, _features_channels(model)
+
+    return split
+
+
+def _features_trunk(model: nn.Module) -> tuple[nn.Module, int]:
+    return model.features, _features_channels(model)
+
+
+def _features_channels(model: nn.Module) -> int:
+    last_conv = [m for m in model.features.modules() if isinstance(m, nn.Conv2d)][-1]
+    return int(last_conv.out_channels)
+
+
 @dataclass(frozen=True)
-class _BackboneInfo:
+class BackboneSpec:
+    """One torchvision classification network as photocluster uses it.
+
+    Attributes
+    ----------
+    name:
+        The name used on the command line (``-p features=NAME``, ``-p backbone=NAME``).
+    builder, weights_enum:
+        torchvision's constructor and its weights enum (``DEFAULT`` is downloaded on first use).
+    input_size:
+        Side in pixels the network was trained on.
+    feature_dim:
+        Length of the embedding: the upper layers' output (global-average-pooled last map; AlexNet's fc7).
+    split:
+        ``model -> (lower, upper, feature_dim)``: the layers fine-tuning keeps frozen or slow (lower) and the
+        "upper" layers it adapts, ending in the embedding.
+    trunk:
+        ``model -> (convolutional trunk, channels)``: the feature map CCNN puts its adaptation layers on.
+    recommended:
+        "cpu", "gpu" or "": where this network is our recommended one for photos.
+    note:
+        One line for ``--list``.
+    """
+
+    name: str
     builder: Callable[..., nn.Module]
     weights_enum: type
     input_size: int
+    feature_dim: int
+    split: Callable[[nn.Module], tuple[nn.Module, nn.Module, int]]
+    trunk: Callable[[nn.Module], tuple[nn.Module, int]]
+    recommended: str = ""
+    note: str = ""
 
 
-BACKBONES: dict[str, _BackboneInfo] = {
-    "alexnet": _BackboneInfo(torchvision.models.alexnet, torchvision.models.AlexNet_Weights, 224),
-    "resnet18": _BackboneInfo(torchvision.models.resnet18, torchvision.models.ResNet18_Weights, 224),
-    "resnet50": _BackboneInfo(torchvision.models.resnet50, torchvision.models.ResNet50_Weights, 224),
-}
+tv = torchvision.models
+BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
+    BackboneSpec("mobilenet_v2", tv.mobilenet_v2, tv.MobileNet_V2_Weights, 224, 1280,
+                 _features_split(5), _features_trunk, recommended="cpu",
+                 note="3.5 M parameters, 0.3 GFLOPs: fast on a laptop CPU"),
+    BackboneSpec("mobilenet_v3_large", tv.mobilenet_v3_large, tv.MobileNet_V3_Large_Weights, 224, 960,
+                 _features_split(4), _features_trunk, note="5.5 M parameters, 0.22 GFLOPs"),
+    BackboneSpec("efficientnet_b0", tv.efficientnet_b0, tv.EfficientNet_B0_Weights, 224, 1280,
+                 _features_split(3), _features_trunk, note="5.3 M parameters, 0.39 GFLOPs"),
+    BackboneSpec("convnext_tiny", tv.convnext_tiny, tv.ConvNeXt_Tiny_Weights, 224, 768,
+                 _features_split(2, lambda m: [m.classifier[0]]), _features_trunk, recommended="gpu",
+                 note="28 M parameters, 4.5 GFLOPs: the strongest ImageNet features here, for a GPU"),
+    BackboneSpec("resnet50", tv.resnet50, tv.ResNet50_Weights, 224, 2048, _resnet_split, _resnet_trunk,
+                 note="25.6 M parameters, 4.1 GFLOPs (IMAGENET1K_V2 weights)"),
+    BackboneSpec("resnet18", tv.resnet18, tv.ResNet18_Weights, 224, 512, _resnet_split, _resnet_trunk,
+                 note="11.7 M parameters, 1.8 GFLOPs"),
+    BackboneSpec("alexnet", tv.alexnet, tv.AlexNet_Weights, 224, 4096, _alexnet_split, _alexnet_trunk,
+                 note="the CCNN and tlfwr papers' network (61 M parameters)"),
+)}
 BACKBONE_CHOICES = tuple(BACKBONES)
 
 
-def _info(name: str) -> _BackboneInfo:
+def recommended_backbone(device: str = "cpu") -> str:
+    """Our recommended backbone for photos on a ``device`` ("cpu", "cuda", "mps")."""
+    want = "cpu" if device == "cpu" else "gpu"
+    return next(spec.name for spec in BACKBONES.values() if spec.recommended == want)
+
+
+def _info(name: str) -> BackboneSpec:
     try:
-        return BACKBONES[name.lower()]
+        return BACKBONES[str(name).lower()]
     except KeyError:
         raise UsageError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONE_CHOICES)}") from None
 
@@ -103,24 +200,71 @@ def _download_default(name: str, progress: bool) -> dict[str, torch.Tensor]:
             torch.hub.download_url_to_file(default_weights_url(name), str(partial), progress=progress)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             partial.unlink(missing_ok=True)
-            raise UsageError(_offline_message(name, f"no network: {exc}")) from None
+            raise WeightsUnavailable(_offline_message(name, f"no network: {exc}"), backbone=name,
+                                     url=default_weights_url(name), target=str(target), reason=str(exc)) from None
         partial.replace(target)
     return load_state_dict_file(target)
 
 
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+def load_state_dict_file(path: Path, expected: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict read with ``torch.load(weights_only=True)`` (never a pickled object).
+
+    Raises a one-line :class:`UsageError` — naming the ``expected`` backbone when given — for a missing,
+    truncated or foreign file.
+    """
+    wanted = f" (expected torchvision {expected} weights)" if expected else ""
     if not path.is_file():
-        raise UsageError(f"weights file {path} does not exist")
+        raise UsageError(f"weights file {path} does not exist{wanted}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickled object, wrong format: all a user mistake here
-        raise UsageError(f"cannot read weights file {path} as a state dict: {exc}") from None
-    if not isinstance(state, dict):
-        raise UsageError(f"weights file {path} does not hold a state dict (found {type(state).__name__})")
-    # Some checkpoints wrap the weights: accept {"state_dict": {...}} too.
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    except Exception as exc:  # corrupt or truncated file, pickled object, wrong format: all a user mistake here
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot read weights file {path} as a state dict{wanted}: {reason}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # some checkpoints wrap the weights
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"weights file {path} does not hold a state dict of tensors{wanted}")
     return state
+
+
+def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in state.items() if not key.endswith("num_batches_tracked")}
+
+
+def _reference_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):  # no memory, no time: only the layout
+        return _shapes(_info(name).builder(weights=None).state_dict())
+
+
+def identify_backbone(state: dict[str, torch.Tensor]) -> str | None:
+    """The registered backbone whose parameter names and shapes the state dict has exactly, or None."""
+    shapes = _shapes(state)
+    return next((name for name in BACKBONES if _reference_shapes(name) == shapes), None)
+
+
+def backbone_of_weights_file(path: str | Path) -> str:
+    """The backbone a weights file is for, recognised from its keys and shapes (one-line error if none)."""
+    path = Path(path).expanduser()
+    name = identify_backbone(load_state_dict_file(path))
+    if name is None:
+        raise UsageError(f"weights file {path} fits none of the backbones ({', '.join(BACKBONE_CHOICES)}); "
+                         "give -p features=NAME or -p backbone=NAME with weights made for it")
+    return name
+
+
+def weights_fingerprint(name: str, weights: str | Path | None) -> str | None:
+    """A short id of the exact weights ``build_backbone(name, weights)`` would load (sha256 of the file), or
+    None for random initialisation or for DEFAULT weights not downloaded yet — nothing worth caching by."""
+    if weights is None or str(weights).lower() == "none":
+        return None
+    path = cached_weights_path(name) if str(weights).lower() == "default" else Path(weights).expanduser()
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def build_backbone(name: str = "alexnet", weights: str | Path | None = "default", progress: bool = True) -> nn.Module:
@@ -129,7 +273,7 @@ def build_backbone(name: str = "alexnet", weights: str | Path | None = "default"
     Parameters
     ----------
     name:
-        "alexnet" (both papers' choice), "resnet18" or "resnet50".
+        A name of :data:`BACKBONES` ("alexnet" is both papers' choice; "mobilenet_v2" our CPU recommendation).
     weights:
         "default" (torchvision's DEFAULT weights, downloaded once into the cache), a path to a local state
         dict, or "none" / None for random initialisation.
@@ -154,7 +298,11 @@ def build_backbone(name: str = "alexnet", weights: str | Path | None = "default"
     if isinstance(weights, str) and weights.lower() == "default":
         state = _download_default(name, progress)
     else:
-        state = load_state_dict_file(Path(weights).expanduser())
+        state = load_state_dict_file(Path(weights).expanduser(), expected=info.name)
+        if _shapes(state) != _shapes(model.state_dict()):
+            other = identify_backbone(state)
+            looks = f"they are {other} weights" if other else "they fit none of the known backbones"
+            raise UsageError(f"weights {weights} do not fit backbone {info.name}: {looks}")
     load_fitting_state(model, state, f"weights {weights} do not fit backbone {name}")
     return model.eval()
 

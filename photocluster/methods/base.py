@@ -98,6 +98,22 @@ class ClusteringMethod:
         return {}
 
     @classmethod
+    def pretrained_backbone(cls, params: dict[str, Any]) -> str | None:
+        """The ImageNet backbone whose embeddings these parameters cluster on or start from, or None.
+
+        The pipeline decodes photos at that network's input size (instead of the 96 px the methods trained
+        from scratch use) and chooses k automatically on its embeddings: the space the method works in.
+        """
+        from photocluster.features.pretrained import BACKBONES
+
+        defaults = {spec.name: spec.default for spec in cls.parameter_specs()}
+        for key in ("features", "backbone"):
+            value = params.get(key, defaults.get(key))
+            if isinstance(value, str) and value.lower() in BACKBONES:
+                return value.lower()
+        return None
+
+    @classmethod
     def smoke_params(cls) -> dict[str, Any]:
         """Parameters that make a run take seconds on a CPU (contract and GUI tests) while still
         separating the contract test's well-separated synthetic images. Classical methods: none."""

@@ -1,4 +1,11 @@
-"""Classical clustering baselines on handcrafted features: k-means, GMM, agglomerative, spectral, NMF.
+"""Classical clustering on handcrafted features or pre-trained embeddings: k-means, GMM, agglomerative,
+spectral, NMF.
+
+``features`` is a handcrafted kind (raw pixels, HOG, HOG + colour map, Gabor, PCA) or the name of an
+ImageNet backbone (``mobilenet_v2``, ``convnext_tiny``, … see :data:`photocluster.features.pretrained.BACKBONES`):
+then the features are that network's L2-normalised embeddings (:mod:`photocluster.features.embeddings`,
+cached on disk), with ``weights`` ("default" = torchvision's, downloaded once; a state-dict path; "none")
+and ``device`` used only for them. k-means on mobilenet_v2 embeddings is the recommended path for photos.
 
 They are the baselines of DAC's Table 2 (k-means, SC, AC, NMF on raw pixels for MNIST/CIFAR, on HOG + an
 8×8 colour map for STL-10 and the ImageNet subsets) and the boot clusterings of the transfer-learning
@@ -20,17 +27,24 @@ import numpy as np
 
 from photocluster.data.dataset import ImageDataset
 from photocluster.errors import UsageError
-from photocluster.features.handcrafted import FEATURE_KINDS, feature_steps
+from photocluster.features.handcrafted import FEATURE_KINDS as HANDCRAFTED_KINDS
+from photocluster.features.handcrafted import feature_steps
+from photocluster.features.pretrained import BACKBONE_CHOICES
 from photocluster.methods.base import ClusteringMethod, ParamSpec, register
 from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
 __all__ = ["KMeansMethod", "GMMMethod", "AgglomerativeMethod", "SpectralMethod", "NMFMethod"]
+
+#: every value ``features`` takes: the handcrafted kinds, then the backbones whose embeddings can be used
+FEATURE_KINDS = (*HANDCRAFTED_KINDS, *BACKBONE_CHOICES)
 
 _COMMON_HELP = {
     "n_clusters": "number of clusters k",
     "features": "input features: " + ", ".join(FEATURE_KINDS),
     "random_state": "seed: the same seed gives the same clustering",
     "pca_components": "number of principal components when features = pca",
+    "weights": "pre-trained weights when features is a backbone: default (download once), a file, or none",
+    "device": "where a backbone computes embeddings: auto, cpu, cuda, mps",
 }
 
 
@@ -119,6 +133,14 @@ class _FeatureClustering(ClusteringMethod):
 
     def _feature_events(self, images: np.ndarray, cancel: CancelToken) -> Iterator[ProgressEvent]:
         """Compute features into ``self._features`` while yielding progress; fits PCA when asked."""
+        if self.features in BACKBONE_CHOICES:
+            from photocluster.features.embeddings import embedding_steps
+
+            result = yield from embedding_steps(images, self.features, self.weights, device=self.device,
+                                                cancel=cancel)
+            self._pca = None
+            self._features = result.embeddings
+            return
         kind = "raw" if self.features == "pca" else self.features
         steps = feature_steps(images, kind, random_state=self.random_state)
         while True:
@@ -151,6 +173,11 @@ class _FeatureClustering(ClusteringMethod):
         fitted_shape = getattr(self, "_image_shape", None)
         if fitted_shape is not None and tuple(images.shape[1:]) != tuple(fitted_shape):
             raise UsageError(f"{self.name}: predict needs images of shape {fitted_shape}, got {images.shape[1:]}")
+        if self.features in BACKBONE_CHOICES:
+            from photocluster.features.embeddings import embedding_steps
+            from photocluster.progress import run_to_end
+
+            return run_to_end(embedding_steps(images, self.features, self.weights, device=self.device)).embeddings
         features = extract_features(images, "raw" if self.features == "pca" else self.features)
         if self.features == "pca":
             features = self._pca.transform(features).astype(np.float32)
@@ -204,13 +231,16 @@ class KMeansMethod(_FeatureClustering):
              "max_iter": "maximum Lloyd iterations per restart"}
 
     def __init__(self, n_clusters: int = 10, features: str = "raw", random_state: int | None = 0,
-                 n_init: int = 10, max_iter: int = 300, pca_components: int = 50) -> None:
+                 n_init: int = 10, max_iter: int = 300, pca_components: int = 50,
+                 weights: str = "default", device: str = "auto") -> None:
         self.n_clusters = n_clusters
         self.features = features
         self.random_state = random_state
         self.n_init = n_init
         self.max_iter = max_iter
         self.pca_components = pca_components
+        self.weights = weights
+        self.device = device
 
     def _cluster(self, features: np.ndarray, cancel: CancelToken):
         from sklearn.cluster import KMeans
@@ -255,7 +285,8 @@ class GMMMethod(_FeatureClustering):
 
     def __init__(self, n_clusters: int = 10, features: str = "raw", random_state: int | None = 0,
                  covariance_type: str = "diag", n_init: int = 1, max_iter: int = 100, reg_covar: float = 1e-3,
-                 pca_components: int = 50) -> None:
+                 pca_components: int = 50,
+                 weights: str = "default", device: str = "auto") -> None:
         self.n_clusters = n_clusters
         self.features = features
         self.random_state = random_state
@@ -264,6 +295,8 @@ class GMMMethod(_FeatureClustering):
         self.max_iter = max_iter
         self.reg_covar = reg_covar
         self.pca_components = pca_components
+        self.weights = weights
+        self.device = device
 
     def _cluster(self, features: np.ndarray, cancel: CancelToken):
         from sklearn.mixture import GaussianMixture
@@ -364,7 +397,8 @@ class AgglomerativeMethod(_QuadraticClustering):
 
     def __init__(self, n_clusters: int = 10, features: str = "raw", random_state: int | None = 0,
                  linkage: str = "ward", max_samples: int = 10_000, subsample: bool = False,
-                 pca_components: int = 50) -> None:
+                 pca_components: int = 50,
+                 weights: str = "default", device: str = "auto") -> None:
         self.n_clusters = n_clusters
         self.features = features
         self.random_state = random_state
@@ -372,6 +406,8 @@ class AgglomerativeMethod(_QuadraticClustering):
         self.max_samples = max_samples
         self.subsample = subsample
         self.pca_components = pca_components
+        self.weights = weights
+        self.device = device
 
     def _fit_subset(self, features: np.ndarray) -> np.ndarray:
         from sklearn.cluster import AgglomerativeClustering
@@ -395,7 +431,8 @@ class SpectralMethod(_QuadraticClustering):
 
     def __init__(self, n_clusters: int = 10, features: str = "raw", random_state: int | None = 0,
                  n_neighbors: int = 10, max_samples: int = 10_000, subsample: bool = False,
-                 pca_components: int = 50) -> None:
+                 pca_components: int = 50,
+                 weights: str = "default", device: str = "auto") -> None:
         self.n_clusters = n_clusters
         self.features = features
         self.random_state = random_state
@@ -403,6 +440,8 @@ class SpectralMethod(_QuadraticClustering):
         self.max_samples = max_samples
         self.subsample = subsample
         self.pca_components = pca_components
+        self.weights = weights
+        self.device = device
 
     def _fit_subset(self, features: np.ndarray) -> np.ndarray:
         import warnings
@@ -430,12 +469,15 @@ class NMFMethod(_FeatureClustering):
     _refused_features = ("pca",)
 
     def __init__(self, n_clusters: int = 10, features: str = "raw", random_state: int | None = 0,
-                 max_iter: int = 400, pca_components: int = 50) -> None:
+                 max_iter: int = 400, pca_components: int = 50,
+                 weights: str = "default", device: str = "auto") -> None:
         self.n_clusters = n_clusters
         self.features = features
         self.random_state = random_state
         self.max_iter = max_iter
         self.pca_components = pca_components
+        self.weights = weights
+        self.device = device
 
     def _cluster(self, features: np.ndarray, cancel: CancelToken):
         import warnings

@@ -110,7 +110,7 @@ def test_k_auto_estimates_and_says_how(tmp_path, capsys):
     folder = _striped_folder(tmp_path / "stripes")
     assert main(["--headless", "--folder", str(folder), "--method", "kmeans", "-k", "auto", *FAST]) == 0
     out = capsys.readouterr().out
-    match = re.search(r"^k = (\d+) \(auto: best silhouette of k-means on (.+) over k = 2\.\.(\d+)\)$", out, re.M)
+    match = re.search(r"^k = (\d+) \(auto: best silhouette of k-means on (.+) over k = 2\.\.(\d+); (clear|likely|uncertain): .*\)$", out, re.M)
     assert match, out
     assert match.group(3) == "6"  # min(20, 30 // 5)
     assert int(match.group(1)) == 3

@@ -1,0 +1,184 @@
+"""Pre-trained embeddings of images, computed once and cached on disk.
+
+An embedding is what an ImageNet-trained network's upper layers give for an image (the global-average-pooled
+last feature map; AlexNet's fc7), L2-normalised — the features photo organisers cluster on, and the starting
+point of CCNN and the transfer-learning method. On real photos they roughly double the accuracy of
+handcrafted features (see docs/methods/classic.md).
+
+Cache
+-----
+One ``.npy`` file (float32, the embedding before normalisation) per image under
+``cache_dir()/embeddings/{backbone}-{weights}-{size}/{key[:2]}/{key}.npy``, where ``weights`` is the first 16
+hex digits of the weights file's sha256 and ``key`` a hash of the image's decoded pixels. So re-clustering
+with another k, method or seed computes nothing again; a changed photo decodes to other pixels (a new key)
+and other weights go to another folder — each invalidates only its own entries. Random-initialisation
+features (``weights="none"``) are never cached: they mean nothing beyond one run. Entries are written to a
+temporary name and renamed, so a killed run never leaves half an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
+
+#: Images per forward pass: small enough for a laptop's memory at 224 px, large enough to keep a GPU busy.
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass
+class EmbeddingResult:
+    """L2-normalised embeddings (N, D) float32, how many came from the cache, and the seconds computing."""
+
+    embeddings: np.ndarray
+    n_cached: int
+    seconds: float
+    backbone: str
+
+
+def image_key(image: np.ndarray) -> str:
+    """A hash of one decoded image's pixels and shape (the cache key)."""
+    array = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(array.tobytes(), digest_size=20)
+    digest.update(repr((array.shape, str(array.dtype))).encode())
+    return digest.hexdigest()
+
+
+def cache_folder(backbone: str, fingerprint: str, input_size: int, cache_root: Path | None = None) -> Path:
+    from photocluster.config import cache_dir
+
+    root = Path(cache_root) if cache_root is not None else cache_dir()
+    return root / "embeddings" / f"{backbone}-{fingerprint}-{input_size}"
+
+
+class _Embedder(nn.Module):
+    """The backbone's lower and upper layers, ending in the embedding, with its own preprocessing."""
+
+    def __init__(self, backbone: str, weights: str | Path | None, input_size: int) -> None:
+        super().__init__()
+        from photocluster.features.pretrained import BACKBONES, build_backbone, preprocess_for
+
+        model = build_backbone(backbone, weights, progress=True)
+        lower, upper, _dim = BACKBONES[backbone].split(model)
+        self.net = nn.Sequential(lower, upper).eval()
+        self.preprocess = preprocess_for(backbone)
+        self.input_size = input_size
+
+    @torch.no_grad()
+    def forward(self, images: np.ndarray, device: torch.device) -> np.ndarray:
+        from photocluster.features.pretrained import images_to_tensor
+
+        batch = images_to_tensor(images, self.preprocess, size=self.input_size, device=device)
+        return self.net(batch).float().cpu().numpy()
+
+
+def embedding_steps(images: np.ndarray, backbone: str, weights: str | Path | None = "default", *,
+                    input_size: int | None = None, device: str | torch.device = "auto",
+                    batch_size: int = DEFAULT_BATCH_SIZE, cache_root: Path | None = None,
+                    cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    """Embeddings of uint8 images (N, H, W, C) — a memmap is read in batches; returns an :class:`EmbeddingResult`.
+
+    Parameters
+    ----------
+    backbone, weights:
+        A name of :data:`photocluster.features.pretrained.BACKBONES` and its weights ("default": torchvision's,
+        downloaded once; a state-dict path; "none": random initialisation, not cached).
+    input_size:
+        Side the images are resized to (default: the backbone's own, 224).
+    device:
+        "auto" (CUDA, then MPS, then CPU) or a torch device.
+
+    Yields ``"features"`` events (cancel checked every batch) and a closing message.
+    """
+    from photocluster.devices import resolve_device
+    from photocluster.features.pretrained import BACKBONES, preprocess_for, weights_fingerprint
+
+    name = str(backbone).lower()
+    if name not in BACKBONES:
+        from photocluster.errors import UsageError
+
+        raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    size = int(input_size or preprocess_for(name).input_size)
+    n = len(images)
+    started = time.perf_counter()
+    fingerprint = weights_fingerprint(name, weights)
+    folder = cache_folder(name, fingerprint, size, cache_root) if fingerprint else None
+
+    out = np.empty((n, BACKBONES[name].feature_dim), dtype=np.float32)
+    keys: list[str | None] = [None] * n
+    missing: list[int] = []
+    yield ProgressEvent("features", 0, n, message=f"{name} embeddings: looking in the cache")
+    for i in range(n):
+        if folder is not None:
+            keys[i] = image_key(images[i])
+            cached = _read_entry(folder, keys[i], out.shape[1])
+            if cached is not None:
+                out[i] = cached
+                continue
+        missing.append(i)
+        if i % 1024 == 0:
+            cancel.raise_if_cancelled()
+    n_cached = n - len(missing)
+
+    if missing:
+        embedder = _Embedder(name, weights, size)
+        # DEFAULT weights were downloaded just now, so their fingerprint exists only from here on.
+        if folder is None and str(weights).lower() == "default":
+            fingerprint = weights_fingerprint(name, weights)
+            folder = cache_folder(name, fingerprint, size, cache_root) if fingerprint else None
+            if folder is not None:
+                keys = [image_key(images[i]) if k is None else k for i, k in enumerate(keys)]
+        torch_device = resolve_device(device)
+        embedder.to(torch_device)
+        for start in range(0, len(missing), batch_size):
+            cancel.raise_if_cancelled()
+            rows = missing[start:start + batch_size]
+            vectors = embedder(np.asarray(images[np.asarray(rows)]), torch_device)
+            for row, vector in zip(rows, vectors):
+                out[row] = vector
+                if folder is not None:
+                    _write_entry(folder, keys[row], vector)
+            yield ProgressEvent("features", n_cached + start + len(rows), n)
+    seconds = time.perf_counter() - started
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    out /= np.maximum(norms, 1e-12)
+    yield ProgressEvent("features", n, n, message=f"features: {name} embeddings of {n} images "
+                                                   f"({n_cached} from the cache) in {seconds:.1f} s")
+    return EmbeddingResult(out, n_cached, seconds, name)
+
+
+def _entry_path(folder: Path, key: str) -> Path:
+    return folder / key[:2] / f"{key}.npy"
+
+
+def _read_entry(folder: Path, key: str, dim: int) -> np.ndarray | None:
+    path = _entry_path(folder, key)
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if vector.shape != (dim,) or vector.dtype != np.float32:
+        return None  # written by another layout: recompute
+    return vector
+
+
+def _write_entry(folder: Path, key: str, vector: np.ndarray) -> None:
+    path = _entry_path(folder, key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".partial")
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+        os.replace(temporary, path)
+    except OSError:
+        pass  # a full or read-only cache costs time on the next run, never this run's result
