@@ -248,6 +248,9 @@ def render_runs(entry: Entry) -> list[str]:
                      f"| {fmt_paper(paper.get('nmi'))} | {fmt_paper(paper.get('ari'))} | | |")
         if paper.get("note"):
             lines += ["", f"Paper note: {paper['note']}."]
+    if any("selection" in run for run in entry.result["runs"]):
+        lines += ["", "Each run's JSON also holds its per-pass selection table: how many of the selected pairs are "
+                  "right by the labels (the CLI prints it under the results)."]
     return lines
 
 
