@@ -175,6 +175,14 @@ def count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "?"
 
 
+def code_text(recorded: dict[str, Any]) -> str:
+    code = recorded.get("code") or {}
+    if not code.get("commit"):
+        return "not recorded"
+    changes = {True: " with uncommitted changes to the package", False: ""}.get(code.get("uncommitted_changes"), "")
+    return f"commit {code['commit'][:7]}{changes}"
+
+
 def machine_text(recorded: dict[str, Any]) -> str:
     machine = recorded.get("machine") or {}
     if not machine:
@@ -223,6 +231,7 @@ def render_details(entries: list[Entry]) -> str:
         lines.append(f"- machine: {machine_text(rec)}; torch {rec.get('torch', '?')}, Python {rec.get('python', '?')}")
         lines.append(f"- date: {rec.get('date', 'not recorded')}; {count(entry.result.get('n_images'))} images, "
                      f"seeds: {', '.join(str(s) for s in rec.get('seeds', [])) or 'not recorded'}")
+        lines.append(f"- code: {code_text(rec)}")
         params = entry.result.get("params")
         if params:
             lines.append("- parameters: " + ", ".join(f"`{key}={value}`" for key, value in params.items()))

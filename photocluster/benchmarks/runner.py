@@ -451,7 +451,7 @@ def format_boot_sweep(benchmark: str, n_images: int, method: str, sweep: dict[st
 
 
 def _run_metadata(result: dict[str, Any]) -> dict[str, Any]:
-    """How a result was produced, for the docs that quote it: command line, machine, torch, date, seeds."""
+    """How a result was produced, for the docs that quote it: command line, machine, torch, code, date, seeds."""
     import datetime
     import os
     import platform
@@ -473,6 +473,19 @@ def _run_metadata(result: dict[str, Any]) -> dict[str, Any]:
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except Exception:  # noqa: BLE001 - metadata must never fail the run it describes
         torch_version, gpu = None, None
+    code: dict[str, Any] = {"commit": None, "uncommitted_changes": None}
+    try:  # in a git checkout: which code ran, and whether the package differed from that commit
+        import subprocess
+
+        root = Path(__file__).resolve().parents[2]
+        git = ["git", "-C", str(root)]
+        code["commit"] = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                        check=True).stdout.strip()
+        status = subprocess.run([*git, "status", "--porcelain", "--", "photocluster"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout
+        code["uncommitted_changes"] = bool(status.strip())
+    except Exception:  # noqa: BLE001 - not a checkout, or no git
+        pass
     seeds = [run["seed"] for run in result.get("runs", [])] or [s["seed"] for s in result.get("boot_sweeps", [])]
     return {
         "command": shlex.join(["photocluster", *sys.argv[1:]]),
@@ -482,6 +495,7 @@ def _run_metadata(result: dict[str, Any]) -> dict[str, Any]:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "python": platform.python_version(),
         "torch": torch_version,
+        "code": code,
         "seeds": seeds,
     }
 
