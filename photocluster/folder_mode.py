@@ -3,7 +3,13 @@
 A thin driver of :mod:`photocluster.pipeline` (scan → decode → k → method → catalog), which the app's
 training process drives too: this module only parses the command line, shows the pipeline's events (a tqdm
 bar per stage on stderr, its sentences on stdout), prints the clusters and runs the export. Bad arguments
-are one-line errors (:class:`~photocluster.errors.UsageError`, exit 2); Ctrl-C cancels.
+are one-line errors (:class:`~photocluster.errors.UsageError`, exit 2); Ctrl-C cancels (exit 130).
+
+With ``--export``, everything about the destination is settled before the scan
+(:func:`~photocluster.library.export.prepare_export`): it is checked, locked against a second export into
+it, an export into it that was interrupted earlier is finished first, and when it lies inside the scanned
+folder it is left out of the scan (with a warning). Exit 1 when the sort ran but a photo could not be
+exported (it is named, with the reason).
 """
 
 from __future__ import annotations
@@ -18,12 +24,12 @@ import numpy as np
 
 from photocluster.errors import UsageError
 from photocluster.library.scan import SkippedFile, display_path
+from photocluster.methods.recommend import check_method_name
 from photocluster.pipeline import ClusterGroup, cluster_steps, groups_from_labels, scan_steps
 from photocluster.progress import CancelToken, Cancelled, ProgressEvent, install_sigint_cancel
 
 #: How many file names to print under each cluster.
 NAMES_PER_CLUSTER = 4
-DEFAULT_METHOD = "kmeans"
 
 
 # -- arguments -------------------------------------------------------------------------------------
@@ -54,11 +60,13 @@ def _check_folders(folders: Sequence[str]) -> list[Path]:
     return paths
 
 
-def _method_params(name: str, args: argparse.Namespace, k: int) -> dict[str, Any]:
+def _method_params(name: str, args: argparse.Namespace, k: int, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The method's parameters: k, the seed, the command's options, the recommended choice's ``base``
+    parameters (when no --method was given), then ``-p KEY=VALUE`` overrides last."""
     from photocluster.methods.base import method_class, parse_param_overrides
 
     accepted = set(method_class(name)._param_names())
-    params: dict[str, Any] = {"n_clusters": k}
+    params: dict[str, Any] = {"n_clusters": k, **(base or {})}
     if "random_state" in accepted:
         params["random_state"] = getattr(args, "seed", 0) or 0
     if "device" in accepted and getattr(args, "device", None):
@@ -136,35 +144,80 @@ def print_clusters(paths: Sequence[str], groups: Sequence[ClusterGroup], stream=
 # -- the command -----------------------------------------------------------------------------------
 def run_folder_command(args: argparse.Namespace) -> int:
     """Sort the photos of ``args.folder`` into clusters; see the module docstring. Returns the exit code."""
-    from photocluster.methods.base import list_methods, method_class
-
     folders = _check_folders(args.folder)
-    method = (args.method or DEFAULT_METHOD).strip()
-    if "," in method:
-        raise UsageError("folder mode runs one method at a time; give a single --method")
-    try:
-        cls = method_class(method)
-    except ValueError:
-        raise UsageError(f"unknown method {method!r}; available: {', '.join(list_methods()) or 'none'}") from None
     k = _parse_k(args.clusters)
     if args.dry_run and not args.export:
         raise UsageError("--dry-run shows an export plan: give --export DEST too")
+    if getattr(args, "mode", None) and not args.export:
+        raise UsageError(f"--mode {args.mode} says how to export: give --export DEST too")
+    base: dict[str, Any] = {}
+    choice = None
+    if args.method is None:
+        from photocluster.methods.recommend import recommended_choice
+
+        choice = recommended_choice(getattr(args, "device", "auto") or "auto", getattr(args, "weights", None))
+        method, base = choice.method, dict(choice.params)
+    else:
+        method = args.method.strip()
+        if "," in method:
+            raise UsageError("folder mode runs one method at a time; give a single --method")
+        method = check_method_name(method)
     quiet = bool(getattr(args, "quiet", False))
-    _method_params(cls.name, args, k or 2)  # validate -p KEY=VALUE before any slow work
+    _method_params(method, args, k or 2, base)  # validate -p KEY=VALUE before any slow work
+    if choice is not None:
+        method, base = _weights_or_fallback(choice)
 
     token = CancelToken()
     install_sigint_cancel(token)
+    session = None
     try:
-        return _run(args, folders, cls.name, k, quiet, token)
+        # The destination before the slow work: checked, locked, and an interrupted export into it finished.
+        session = _prepare_export(args, folders, token)
+        return _run(args, folders, method, k, quiet, token, session, base)
     except Cancelled:
         print("photocluster: cancelled", file=sys.stderr)
         return 130
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _prepare_export(args: argparse.Namespace, folders: list[Path], token: CancelToken) -> Any:
+    """The export's up-front checks, lock and recovery (None without --export); prints what it found."""
+    if not args.export:
+        return None
+    from photocluster.library.export import prepare_export
+
+    session = prepare_export(args.export, args.mode or "copy", folders, token, dry_run=bool(args.dry_run))
+    for line in session.recovered:
+        print(f"recovered: {line}")
+    for warning in session.warnings:
+        print(f"photocluster: warning: {warning}", file=sys.stderr)
+    return session
+
+
+def _weights_or_fallback(choice: Any) -> tuple[str, dict[str, Any]]:
+    """No --method: the recommended choice, its weights fetched now (before any slow work); when they cannot
+    be had, the best method that needs none — said in one line."""
+    from photocluster.errors import WeightsUnavailable
+    from photocluster.methods.recommend import NO_WEIGHTS_CHOICE, ensure_weights
+
+    try:
+        ensure_weights(choice)
+    except WeightsUnavailable as exc:
+        print(f"photocluster: the {exc.backbone} weights cannot be downloaded ({exc.reason}); using "
+              f"{NO_WEIGHTS_CHOICE.label} instead, which needs none (--weights FILE uses a weights file you "
+              "have)", file=sys.stderr)
+        choice = NO_WEIGHTS_CHOICE
+    print(f"method: {choice.label} ({choice.summary})")
+    return choice.method, dict(choice.params)
 
 
 def _run(args: argparse.Namespace, folders: list[Path], method: str, k: int | None, quiet: bool,
-         token: CancelToken) -> int:
+         token: CancelToken, session: Any = None, base: dict[str, Any] | None = None) -> int:
+    exclude = session.exclude if session is not None else ()
     report = drive(scan_steps(folders, include_hidden=args.include_hidden, follow_links=args.follow_links,
-                              cancel=token), label="scan", quiet=quiet)
+                              exclude=exclude, cancel=token), label="scan", quiet=quiet)
     print_skipped(report.skipped, heading="skipped")
     for group in report.duplicates:
         print(f"  byte-identical: {', '.join(display_path(p) for p in group)}")
@@ -174,8 +227,8 @@ def _run(args: argparse.Namespace, folders: list[Path], method: str, k: int | No
     if k is not None and k > len(report.photos):
         raise UsageError(f"-k {k} is more than the {len(report.photos)} photos found")
 
-    params = _method_params(method, args, k) if k is not None else {
-        key: value for key, value in _method_params(method, args, 2).items() if key != "n_clusters"}
+    params = _method_params(method, args, k, base) if k is not None else {
+        key: value for key, value in _method_params(method, args, 2, base).items() if key != "n_clusters"}
     name = "folder:" + ";".join(str(f) for f in folders)
     outcome = drive(cluster_steps(report.photos, method, params, cancel=token, decode_name=name),
                     label=method, quiet=quiet)
@@ -186,37 +239,36 @@ def _run(args: argparse.Namespace, folders: list[Path], method: str, k: int | No
     for warning in outcome.warnings:
         print(f"photocluster: warning: {warning}", file=sys.stderr)
 
-    if args.export:
-        _export(args, outcome.dataset.paths, groups, outcome.confidence, token, quiet)
+    if session is not None:
+        exported = _export(args, session, outcome.dataset.paths, groups, outcome.confidence, token, quiet)
+        if not exported or session.recovery_failures:
+            return 1  # the sort ran, but a photo could not be exported: named above, with the reason
     return 0
 
 
-def _export(args: argparse.Namespace, paths: Sequence[str], groups: Sequence[ClusterGroup],
-            confidence: np.ndarray | None, token: CancelToken, quiet: bool) -> None:
-    try:
-        from photocluster.library.export import ExportItem, pending_exports, plan_export, recover_exports, run_export
-    except ImportError:
-        raise UsageError("export is not available in this installation (photocluster.library.export missing)") from None
-    destination = Path(args.export).expanduser()
-    if not args.dry_run and destination.is_dir() and pending_exports(destination):
-        # An earlier export into this folder was interrupted: finish it first, so no photo is half-moved.
-        for line in recover_exports(destination, cancel=token):
-            print(f"recovered: {line}")
+def _export(args: argparse.Namespace, session: Any, paths: Sequence[str], groups: Sequence[ClusterGroup],
+            confidence: np.ndarray | None, token: CancelToken, quiet: bool) -> bool:
+    """Plan and run the export in the prepared session; False when any photo failed."""
+    from photocluster.library.export import ExportItem, run_export
+
+    destination = session.destination
+    mode = session.mode
     items = [
         ExportItem(source=Path(paths[row]), cluster=group.name,
                    confidence=None if confidence is None else float(confidence[row]))
         for group in groups
         for row in group.rows
     ]
-    plan = plan_export(items, destination=destination, mode=args.mode)
+    plan = session.plan(items)
     if args.dry_run:
-        print(f"export plan ({args.mode} into {display_path(destination)}), dry run — nothing is changed:")
+        print(f"export plan ({mode} into {display_path(destination)}), dry run — nothing is changed:")
         print(plan.describe())
-        return
+        return True
     drive(run_export(plan, cancel=token), label="export", quiet=quiet)
     report = plan.report
     print(f"export: {report.summary()}")
-    for source, reason in report.failed:
+    for source, reason in [*plan.skipped, *report.failed]:
         print(f"  failed: {display_path(source)}: {reason}")
     if report.manifest_csv is not None:
         print(f"manifest: {display_path(report.manifest_csv)}")
+    return report.ok and not plan.skipped

@@ -79,3 +79,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _never_download(monkeypatch):
+    """Tests never download: torchvision's weights download fails at once, as it does offline (a test that
+    fakes a download patches it again)."""
+    import urllib.error
+
+    try:
+        import torch.hub
+    except ImportError:
+        return
+
+    def offline(url, dst, progress=True):  # noqa: ARG001
+        raise urllib.error.URLError("tests never download")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)

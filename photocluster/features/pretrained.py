@@ -188,8 +188,11 @@ def _offline_message(name: str, reason: object) -> str:
     )
 
 
-def _download_default(name: str, progress: bool) -> dict[str, torch.Tensor]:
-    """Return the DEFAULT state dict of ``name``, downloading it into the cache on first use."""
+def ensure_default_weights(name: str, progress: bool = True) -> Path:
+    """The DEFAULT weights file of ``name``, downloaded into the cache on first use.
+
+    Raises :class:`~photocluster.errors.WeightsUnavailable` when it is not cached and cannot be downloaded.
+    """
     target = cached_weights_path(name)
     if not target.exists():
         # torch.hub's own cache is pointed at our folder so that other torch code finds the file too.
@@ -203,7 +206,12 @@ def _download_default(name: str, progress: bool) -> dict[str, torch.Tensor]:
             raise WeightsUnavailable(_offline_message(name, f"no network: {exc}"), backbone=name,
                                      url=default_weights_url(name), target=str(target), reason=str(exc)) from None
         partial.replace(target)
-    return load_state_dict_file(target)
+    return target
+
+
+def _download_default(name: str, progress: bool) -> dict[str, torch.Tensor]:
+    """Return the DEFAULT state dict of ``name``, downloading it into the cache on first use."""
+    return load_state_dict_file(ensure_default_weights(name, progress), expected=name)
 
 
 def load_state_dict_file(path: Path, expected: str | None = None) -> dict[str, torch.Tensor]:

@@ -29,7 +29,7 @@ from guitools import CollapsingMethod  # noqa: E402  (Qt-free: the fake methods 
 CLUSTER_LINE = re.compile(r"^  (.+?)(?: \[locked\])? \((\d+) photos\): (.+)$")
 #: One k-means restart on HOG features keeps the default suite fast on a shared 2-core machine (raw
 #: 96x96x3 pixels with 10 restarts take a minute there); the slow test runs the method's defaults.
-FAST = ["-p", "n_init=1", "-p", "features=hog", "-q"]
+FAST = ["-m", "kmeans", "-p", "n_init=1", "-p", "features=hog", "-q"]
 
 
 def _clusters(stdout: str) -> list[tuple[str, int]]:
@@ -157,12 +157,12 @@ def test_empty_folder_says_no_photos_found(tmp_path, capsys):
     folder = tmp_path / "empty"
     folder.mkdir()
     (folder / "notes.txt").write_text("no photos here")
-    assert "no photos found" in _one_line_error(capsys, ["--headless", "--folder", str(folder), "-k", "2", "-q"])
+    assert "no photos found" in _one_line_error(capsys, ["--headless", "--folder", str(folder), "-m", "kmeans", "-k", "2", "-q"])
 
 
 def test_more_clusters_than_photos_is_a_usage_error(tmp_path, capsys):
     folder = _striped_folder(tmp_path / "few", per_group=1)
-    assert "more than the 3 photos" in _one_line_error(capsys, ["--headless", "--folder", str(folder), "-k", "5", "-q"])
+    assert "more than the 3 photos" in _one_line_error(capsys, ["--headless", "--folder", str(folder), "-m", "kmeans", "-k", "5", "-q"])
 
 
 def test_subprocess_exit_code_and_no_qt_import(tmp_path):
