@@ -115,7 +115,8 @@ def groups_from_labels(labels: np.ndarray, confidence: np.ndarray | None) -> lis
 
 def record_in_catalog(photos: Sequence[PhotoFile], method: str, params: dict, labels: np.ndarray,
                       confidence: np.ndarray | None, metrics: dict, *, catalog_path: str | Path | None = None,
-                      run_id: int | None = None) -> tuple[str, list[ClusterGroup] | None, int | None]:
+                      run_id: int | None = None, suggested_names: dict[int, str] | None = None,
+                      ) -> tuple[str, list[ClusterGroup] | None, int | None]:
     """Record a run in the catalog and read back the clusters it keeps.
 
     The catalog applies the person's decisions to a new run — locked clusters keep their photos, photos they
@@ -131,7 +132,8 @@ def record_in_catalog(photos: Sequence[PhotoFile], method: str, params: dict, la
             photo_ids = catalog.add_photos(photos)
             if run_id is None:
                 run_id = catalog.start_run(method, params)
-            catalog.record_result(run_id, photo_ids, labels, confidence, metrics=metrics)
+            catalog.record_result(run_id, photo_ids, labels, confidence, metrics=metrics,
+                                  suggested_names=suggested_names)
             row_of_id = {photo_id: row for row, photo_id in enumerate(photo_ids)}
             groups = []
             for info in catalog.clusters():
@@ -152,6 +154,8 @@ class ClusteringOutcome:
     """What one clustering of a person's photos produced, row by row of ``dataset``.
 
     ``params`` includes ``n_clusters`` also when it was chosen automatically (then ``k_choice`` says how);
+    ``suggested_names`` maps labels to names saying what the photos show and when (see
+    :mod:`photocluster.features.naming`);
     ``notes`` are the sentences shown on the way; ``warnings`` those about the result itself (a collapsed
     training); ``groups`` the clusters as the catalog keeps them (None when nothing was recorded).
     """
@@ -169,6 +173,7 @@ class ClusteringOutcome:
     k_choice: Any = None
     run_id: int | None = None
     groups: list[ClusterGroup] | None = None
+    suggested_names: dict[int, str] = field(default_factory=dict)
 
 
 def decode_size(method: str, params: dict[str, Any]) -> int:
@@ -276,15 +281,44 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     outcome = ClusteringOutcome(dataset=dataset, photos=decoded.photos, decode_skipped=decoded.skipped,
                                 labels=labels, confidence=confidence, method=method, params=params,
                                 seconds=seconds, notes=notes, warnings=warnings, k_choice=k_choice)
+    outcome.suggested_names = yield from naming_steps(dataset, labels, confidence, method, params, cancel=cancel)
     if record:
         cancel.raise_if_cancelled()
         yield ProgressEvent("save", message="saving the groups in the catalog")
         note, groups, outcome.run_id = record_in_catalog(
             decoded.photos, method, params, labels, confidence, {"seconds": round(seconds, 3)},
-            catalog_path=catalog_path, run_id=run_id)
+            catalog_path=catalog_path, run_id=run_id, suggested_names=outcome.suggested_names)
         outcome.groups = groups
         yield _message(notes, "save", note)
     return outcome
+
+
+def naming_steps(dataset: ImageDataset, labels: np.ndarray, confidence: np.ndarray | None, method: str,
+                 params: dict[str, Any], *, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    """Suggested names for the clusters: the ImageNet class most of a cluster's photos show (when the method
+    used a pre-trained network with real weights) and when they were taken; returns {label: name}.
+
+    Naming is a courtesy: if it fails the clusters keep their plain names and the run goes on.
+    """
+    from photocluster.features import naming
+    from photocluster.methods.base import method_class
+
+    yield ProgressEvent("names", message="suggesting names from what the photos show and when they were taken")
+    classes = None
+    backbone = method_class(method).pretrained_backbone(params)
+    weights = params.get("weights", "default")
+    try:
+        if backbone is not None and str(weights).lower() != "none":
+            from photocluster.features.embeddings import embedding_steps
+
+            result = yield from embedding_steps(dataset.images, backbone, weights, device=params.get("device", "auto"),
+                                                cancel=cancel)
+            classes = naming.top_classes(result.embeddings * result.norms[:, None], backbone, weights)
+        order = None if confidence is None else np.argsort(-confidence, kind="stable")
+        return naming.suggest_names(labels, classes, list(dataset.paths or []), order)
+    except (OSError, ValueError, RuntimeError, UsageError) as exc:  # names are a courtesy, never a failure
+        yield ProgressEvent("names", step=1, total=1, message=f"note: no names suggested ({exc})")
+        return {}
 
 
 class _no_context:

@@ -38,12 +38,17 @@ DEFAULT_BATCH_SIZE = 32
 
 @dataclass
 class EmbeddingResult:
-    """L2-normalised embeddings (N, D) float32, how many came from the cache, and the seconds computing."""
+    """L2-normalised embeddings (N, D) float32, how many came from the cache, and the seconds computing.
+
+    ``norms`` (N,) are the embeddings' lengths before normalisation: ``embeddings * norms[:, None]`` is what
+    the network's classification head takes (suggested cluster names).
+    """
 
     embeddings: np.ndarray
     n_cached: int
     seconds: float
     backbone: str
+    norms: np.ndarray | None = None
 
 
 def image_key(image: np.ndarray) -> str:
@@ -150,11 +155,11 @@ def embedding_steps(images: np.ndarray, backbone: str, weights: str | Path | Non
                     _write_entry(folder, keys[row], vector)
             yield ProgressEvent("features", n_cached + start + len(rows), n)
     seconds = time.perf_counter() - started
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    out /= np.maximum(norms, 1e-12)
+    norms = np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    out /= norms
     yield ProgressEvent("features", n, n, message=f"features: {name} embeddings of {n} images "
                                                    f"({n_cached} from the cache) in {seconds:.1f} s")
-    return EmbeddingResult(out, n_cached, seconds, name)
+    return EmbeddingResult(out, n_cached, seconds, name, norms[:, 0])
 
 
 def _entry_path(folder: Path, key: str) -> Path:

@@ -116,6 +116,9 @@ class BackboneSpec:
         "upper" layers it adapts, ending in the embedding.
     trunk:
         ``model -> (convolutional trunk, channels)``: the feature map CCNN puts its adaptation layers on.
+    head:
+        ``model -> module`` mapping an (un-normalised) embedding to the 1,000 ImageNet logits: the network's
+        own classifier after the embedding (for suggested cluster names).
     recommended:
         "cpu", "gpu" or "": where this network is our recommended one for photos.
     note:
@@ -129,6 +132,7 @@ class BackboneSpec:
     feature_dim: int
     split: Callable[[nn.Module], tuple[nn.Module, nn.Module, int]]
     trunk: Callable[[nn.Module], tuple[nn.Module, int]]
+    head: Callable[[nn.Module], nn.Module] = lambda model: model.classifier
     recommended: str = ""
     note: str = ""
 
@@ -143,13 +147,17 @@ BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
     BackboneSpec("efficientnet_b0", tv.efficientnet_b0, tv.EfficientNet_B0_Weights, 224, 1280,
                  _features_split(3), _features_trunk, note="5.3 M parameters, 0.39 GFLOPs"),
     BackboneSpec("convnext_tiny", tv.convnext_tiny, tv.ConvNeXt_Tiny_Weights, 224, 768,
-                 _features_split(2, lambda m: [m.classifier[0]]), _features_trunk, recommended="gpu",
+                 _features_split(2, lambda m: [m.classifier[0]]), _features_trunk,
+                 head=lambda m: m.classifier[2], recommended="gpu",
                  note="28 M parameters, 4.5 GFLOPs: the strongest ImageNet features here, for a GPU"),
     BackboneSpec("resnet50", tv.resnet50, tv.ResNet50_Weights, 224, 2048, _resnet_split, _resnet_trunk,
+                 head=lambda m: m.fc,
                  note="25.6 M parameters, 4.1 GFLOPs (IMAGENET1K_V2 weights)"),
     BackboneSpec("resnet18", tv.resnet18, tv.ResNet18_Weights, 224, 512, _resnet_split, _resnet_trunk,
+                 head=lambda m: m.fc,
                  note="11.7 M parameters, 1.8 GFLOPs"),
     BackboneSpec("alexnet", tv.alexnet, tv.AlexNet_Weights, 224, 4096, _alexnet_split, _alexnet_trunk,
+                 head=lambda m: m.classifier[6],
                  note="the CCNN and tlfwr papers' network (61 M parameters)"),
 )}
 BACKBONE_CHOICES = tuple(BACKBONES)

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections import defaultdict
@@ -160,8 +161,17 @@ _MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX actions_by_state ON actions(state);
         """,
     ),
+    (
+        3,  # suggested names: a name the app chose (not the person) may be replaced by a later run's suggestion
+        """
+        ALTER TABLE clusters ADD COLUMN auto_named INTEGER NOT NULL DEFAULT 0;
+        UPDATE clusters SET auto_named = 1 WHERE name GLOB 'Cluster [0-9]*';
+        """,
+    ),
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
+#: The names the app gives clusters nobody named: "Cluster 1", "Cluster 2", …
+_DEFAULT_NAME = re.compile(r"Cluster \d+")
 
 
 def _migrate(connection: sqlite3.Connection, target_version: int = SCHEMA_VERSION) -> None:
@@ -491,6 +501,7 @@ class Catalog:
         labels: Sequence[int] | np.ndarray,
         confidence: Sequence[float] | np.ndarray | None = None,
         metrics: Mapping[str, Any] | None = None,
+        suggested_names: Mapping[int, str] | None = None,
     ) -> list[int]:
         """Make a run's labels the current clustering, keeping what the user decided.
 
@@ -504,6 +515,10 @@ class Catalog:
             How sure each label is (higher = surer).
         metrics : mapping, optional
             Stored with the run (seconds, loss, …).
+        suggested_names : mapping of label to name, optional
+            Names suggested for the run's clusters (what they show, when they were taken). A new cluster takes
+            its label's suggestion; a matched cluster takes it only if its name was suggested too — a name the
+            person gave always stays. Without a suggestion a new cluster is "Cluster N".
 
         Returns
         -------
@@ -543,7 +558,8 @@ class Catalog:
             touched_photos = sorted(set(photo_ids) | set(old))
 
             def mutate() -> list[int]:
-                return self._apply_run(db, run_id, photo_ids, label_list, conf_list, current, old)
+                return self._apply_run(db, run_id, photo_ids, label_list, conf_list, current, old,
+                                       dict(suggested_names or {}))
 
             self._record_action(
                 db, "run", f"clustering run {run_id} ({run['method']})", current_ids, touched_photos, mutate
@@ -567,8 +583,11 @@ class Catalog:
         confidences: list[float | None],
         current: list[sqlite3.Row],
         old: dict[int, tuple[int, str]],
+        suggested_names: dict[int, str] | None = None,
     ) -> list[int]:
         from scipy.optimize import linear_sum_assignment
+
+        suggested_names = suggested_names or {}
 
         locked = {r["id"] for r in current if r["locked"]}
         unlocked = [r["id"] for r in current if not r["locked"]]
@@ -590,10 +609,24 @@ class Catalog:
             for i, j in zip(rows, cols):
                 if overlap[i, j] > 0:
                     cluster_of_label[label_values[i]] = unlocked[j]
+        for label, cid in cluster_of_label.items():
+            # A matched cluster whose name the app chose follows this run: its new suggestion, or a plain
+            # "Cluster N" when the old suggestion no longer holds. A name the person gave stays.
+            row = db.execute("SELECT auto_named, name FROM clusters WHERE id = ?", (cid,)).fetchone()
+            if not row["auto_named"]:
+                continue
+            suggestion = suggested_names.get(label)
+            if suggestion and row["name"] != suggestion:
+                db.execute("UPDATE clusters SET name = ? WHERE id = ?", (self._free_name(db, suggestion, exclude=cid), cid))
+            elif not suggestion and not _DEFAULT_NAME.fullmatch(row["name"]):
+                db.execute("UPDATE clusters SET name = ? WHERE id = ?", (self._free_default_name(db), cid))
         created = []
         for label in label_values:
             if label not in cluster_of_label:
-                new_id = self._insert_cluster(db, self._free_default_name(db), run_id)
+                suggestion = suggested_names.get(label)
+                name = self._free_name(db, suggestion) if suggestion else self._free_default_name(db)
+                new_id = self._insert_cluster(db, name, run_id)
+                db.execute("UPDATE clusters SET auto_named = 1 WHERE id = ?", (new_id,))  # the app's name, not theirs
                 cluster_of_label[label] = new_id
                 created.append(new_id)
         db.executemany(
@@ -675,7 +708,7 @@ class Catalog:
             old = self._require_current_cluster(db, cluster_id)["name"]
 
             def mutate() -> list[int]:
-                db.execute("UPDATE clusters SET name = ? WHERE id = ?", (name, cluster_id))
+                db.execute("UPDATE clusters SET name = ?, auto_named = 0 WHERE id = ?", (name, cluster_id))
                 return []
 
             self._record_action(db, "rename", f"rename “{old}” to “{name}”", [cluster_id], [], mutate)
@@ -915,6 +948,16 @@ class Catalog:
         return int(cursor.lastrowid)
 
     @staticmethod
+    def _free_name(db: sqlite3.Connection, wanted: str, exclude: int | None = None) -> str:
+        """``wanted``, or "wanted 2", "wanted 3", … when a current cluster already has that name."""
+        used = {r[0].casefold() for r in db.execute("SELECT name FROM clusters WHERE current = 1 AND id != ?",
+                                                     (-1 if exclude is None else exclude,))}
+        name, number = wanted, 2
+        while name.casefold() in used:
+            name, number = f"{wanted} {number}", number + 1
+        return name
+
+    @staticmethod
     def _free_default_name(db: sqlite3.Connection) -> str:
         used = {r[0].casefold() for r in db.execute("SELECT name FROM clusters WHERE current = 1")}
         number = 1
@@ -926,7 +969,8 @@ class Catalog:
     def _snapshot(db: sqlite3.Connection, cluster_ids: Iterable[int], photo_ids: Iterable[int]) -> dict:
         clusters: dict[str, Any] = {}
         for cid in sorted(set(cluster_ids)):
-            row = db.execute("SELECT name, locked, current, run_id, created FROM clusters WHERE id = ?", (cid,)).fetchone()
+            row = db.execute("SELECT name, locked, current, run_id, created, auto_named FROM clusters WHERE id = ?",
+                             (cid,)).fetchone()
             clusters[str(cid)] = None if row is None else dict(row)
         assignments: dict[str, Any] = {}
         ids = sorted(set(photo_ids))
@@ -949,15 +993,18 @@ class Catalog:
             if row is None:
                 continue
             cid = int(key)
-            values = (row["name"], row["locked"], row["current"], row["run_id"], row["created"])
+            values = (row["name"], row["locked"], row["current"], row["run_id"], row["created"],
+                      row.get("auto_named", 0))
             if db.execute("SELECT 1 FROM clusters WHERE id = ?", (cid,)).fetchone():
                 db.execute(
-                    "UPDATE clusters SET name = ?, locked = ?, current = ?, run_id = ?, created = ? WHERE id = ?",
+                    "UPDATE clusters SET name = ?, locked = ?, current = ?, run_id = ?, created = ?, auto_named = ? "
+                    "WHERE id = ?",
                     (*values, cid),
                 )
             else:
                 db.execute(
-                    "INSERT INTO clusters (name, locked, current, run_id, created, id) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO clusters (name, locked, current, run_id, created, auto_named, id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (*values, cid),
                 )
         for key, row in snapshot["assignments"].items():

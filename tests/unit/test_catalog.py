@@ -295,6 +295,7 @@ def test_migration_from_schema_1_keeps_data(tmp_path):
             VALUES (1, '/p/a.jpg', 'ha', 10, 1.5, 4, 3, '2025-01-01'), (2, '/p/b.jpg', 'hb', 11, 1.5, 4, 3, '2025-01-01');
         INSERT INTO runs (id, method, params, started, status) VALUES (1, 'kmeans', '{"k": 1}', '2025-01-01', 'finished');
         INSERT INTO clusters (id, run_id, name, current, created) VALUES (1, 1, 'Holiday', 1, '2025-01-01');
+        INSERT INTO clusters (id, run_id, name, current, created) VALUES (2, 1, 'Cluster 4', 0, '2025-01-01');
         INSERT INTO assignments (photo_id, cluster_id, confidence) VALUES (1, 1, 0.7), (2, 1, 0.2);
         """
     )
@@ -303,7 +304,9 @@ def test_migration_from_schema_1_keeps_data(tmp_path):
     connection.close()
 
     with Catalog(path) as catalog:
-        assert catalog._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 2
+        assert catalog._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
+        # version 3: names the app gave ("Cluster N") may follow later runs' suggestions; the person's may not
+        assert [tuple(r) for r in catalog._query("SELECT id, auto_named FROM clusters ORDER BY id")] == [(1, 0), (2, 1)]
         assert [(c.id, c.name, c.size, c.locked, c.representative_photo_id) for c in catalog.clusters()] == [
             (1, "Holiday", 2, False, 1)
         ]
