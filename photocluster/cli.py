@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     folder = p.add_argument_group("sorting your own photos")
     folder.add_argument("--folder", action="append", default=[], metavar="DIR", help="photo folder (repeatable)")
     folder.add_argument("--export", metavar="DEST", help="export each cluster into DEST/<cluster name>/")
-    folder.add_argument("--mode", choices=("copy", "move", "hardlink", "symlink"), default="copy")
+    folder.add_argument("--mode", choices=("copy", "move", "hardlink", "symlink"), default=None,
+                        help="how --export places the photos (default copy)")
     folder.add_argument("--dry-run", action="store_true", help="show the export plan, change nothing")
     folder.add_argument("--include-hidden", action="store_true", help="also scan hidden files and folders")
     folder.add_argument("--follow-links", action="store_true", help="follow symbolic links (loops are detected)")

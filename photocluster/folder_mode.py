@@ -164,15 +164,16 @@ def run_folder_command(args: argparse.Namespace) -> int:
         method = check_method_name(method)
     quiet = bool(getattr(args, "quiet", False))
     _method_params(method, args, k or 2, base)  # validate -p KEY=VALUE before any slow work
-    if choice is not None:
-        method, base = _weights_or_fallback(choice)
 
     token = CancelToken()
     install_sigint_cancel(token)
     session = None
     try:
-        # The destination before the slow work: checked, locked, and an interrupted export into it finished.
+        # The destination before the slow work (a weights download included): checked, locked, and an
+        # interrupted export into it finished.
         session = _prepare_export(args, folders, token)
+        if choice is not None:
+            method, base = _weights_or_fallback(choice)
         return _run(args, folders, method, k, quiet, token, session, base)
     except Cancelled:
         print("photocluster: cancelled", file=sys.stderr)

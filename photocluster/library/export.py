@@ -577,7 +577,7 @@ class DestinationBusyError(ExportError):
 
 
 def _busy_message(destination: Path, holder: str) -> str:
-    who = f" (process {holder})" if holder else ""
+    who = f", process {holder}" if holder else ""
     return (f"the destination {_shown(destination)} is busy (another export is running into it{who}); "
             "wait for it to finish, or export into another folder")
 

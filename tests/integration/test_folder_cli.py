@@ -132,6 +132,11 @@ def test_bad_input_corpus_is_listed_with_reasons(tmp_path, capsys):
     assert re.search(r"truncated\.jpg: truncated image data", out)
     assert "caf\ufffd-latin1.png" in out or os.name != "posix"  # non-UTF-8 name printed, not crashed on
     assert len(_clusters(out)) == 2
+    # Issue 20: a 102-MP camera JPEG is sorted, a few-KB file claiming 900 M pixels is not; non-UTF-8 file
+    # and folder names do not stop the catalog from recording the run.
+    assert "bomb-30000.png: decompression bomb refused" in out
+    assert "100mp.jpg:" not in out
+    assert "recorded as run" in out and "not recorded" not in out
 
 
 @pytest.mark.parametrize(
