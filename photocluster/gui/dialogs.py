@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from photocluster.gui.models import load_thumbnail_image
 from photocluster.gui.workers import CancellableWorker, start_worker
+from photocluster.library.scan import display_path
 from photocluster.progress import CancelToken, ProgressEvent
 
 EXPORT_MODES = (
@@ -129,9 +130,15 @@ class PreviewDialog(QDialog):
 
 # -- export -----------------------------------------------------------------------------------------
 def _export_job(plan: Any, cancel: CancelToken) -> Iterator[ProgressEvent]:
-    from photocluster.library.export import run_export
+    from photocluster.library.export import prepare_export, run_export
 
-    yield from run_export(plan, cancel=cancel)
+    # As the folder mode does: the destination is locked (an export running into it already makes this
+    # one fail with "the destination … is busy"), and an export into it interrupted earlier is finished first.
+    with prepare_export(plan.destination, plan.mode, cancel=cancel) as session:
+        for line in session.recovered:
+            yield ProgressEvent("export", message=f"recovered: {line}")
+        plan.lock = session.lock
+        yield from run_export(plan, cancel=cancel)
     return getattr(plan, "report", None)
 
 
@@ -299,6 +306,9 @@ class ExportDialog(QDialog):
         summary = "Export finished."
         if report is not None:
             summary += f"\n{report}" if not hasattr(report, "summary") else f"\n{report.summary()}"
+            # the failed photos by name, as the folder mode lists them
+            summary += "".join(f"\nfailed: {display_path(source)}: {reason}"
+                               for source, reason in getattr(report, "failed", []))
         self.status_label.setText(summary)
         self.export_finished.emit(report)
 
