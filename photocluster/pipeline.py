@@ -128,7 +128,8 @@ def record_in_catalog(photos: Sequence[PhotoFile], method: str, params: dict, la
     from photocluster.library.catalog import Catalog
 
     try:
-        with Catalog(catalog_path) as catalog:
+        # writing(): another process's run cannot land between recording this one and reading it back.
+        with Catalog(catalog_path) as catalog, catalog.writing():
             photo_ids = catalog.add_photos(photos)
             if run_id is None:
                 run_id = catalog.start_run(method, params)

@@ -289,6 +289,10 @@ def _path_key(path: Any) -> str | bytes:
     return text
 
 
+def _shown_path(path: Path) -> str:
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
 def _path_value(stored: str | bytes) -> Path:
     """The inverse of :func:`_path_key`."""
     return Path(os.fsdecode(stored) if isinstance(stored, bytes) else stored)
@@ -327,6 +331,8 @@ class Catalog:
         self.path = Path(path) if path is not None else default_catalog_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._writer_fd: int | None = None
+        self._writer_depth = 0
         # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) in _transaction().
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -354,6 +360,76 @@ class Catalog:
         """Close the database (checkpointing the WAL into the main file)."""
         with self._lock:
             self._db.close()
+            if self._writer_fd is not None:
+                os.close(self._writer_fd)
+                self._writer_fd, self._writer_depth = None, 0
+
+    def writing(self, timeout: float = 30.0) -> "Catalog._Writer":
+        """Hold the catalog's writer lock for several calls that belong together (a run recorded and its
+        clusters read back), so another process's run cannot land in between.
+
+        ``<catalog>.writer-lock`` is locked exclusively (the kernel drops it when the holder dies, so it
+        is never stale); a second writer waits up to ``timeout`` seconds, then gets a
+        :class:`~photocluster.errors.UsageError`: "the catalog … is busy (another photocluster is recording a
+        run into it, process N)". Re-entrant within this object. Single calls need no lock: each is one
+        SQLite transaction.
+        """
+        return Catalog._Writer(self, timeout)
+
+    class _Writer:
+        def __init__(self, catalog: "Catalog", timeout: float) -> None:
+            self.catalog, self.timeout = catalog, timeout
+
+        def __enter__(self) -> "Catalog":
+            catalog = self.catalog
+            with catalog._lock:
+                if catalog._writer_depth:
+                    catalog._writer_depth += 1
+                    return catalog
+            import time
+
+            from photocluster.library.export import try_lock_exclusively
+
+            lock_path = catalog.path.with_name(catalog.path.name + ".writer-lock")
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                return catalog  # a read-only folder: SQLite's own locking still keeps the file consistent
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    locked = try_lock_exclusively(fd)
+                except OSError:  # no advisory locks on this file system
+                    locked = True
+                if locked:
+                    break
+                if time.monotonic() >= deadline:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                    os.close(fd)
+                    who = f", process {holder}" if holder.isdigit() else ""
+                    raise UsageError(f"the catalog {_shown_path(catalog.path)} is busy (another photocluster is "
+                                     f"recording a run into it{who}); try again when it has finished")
+                time.sleep(0.05)
+            try:
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            except OSError:
+                pass
+            with catalog._lock:
+                catalog._writer_fd, catalog._writer_depth = fd, 1
+            return catalog
+
+        def __exit__(self, *exc_info: object) -> None:
+            catalog = self.catalog
+            with catalog._lock:
+                if catalog._writer_depth == 0:
+                    return
+                catalog._writer_depth -= 1
+                if catalog._writer_depth == 0 and catalog._writer_fd is not None:
+                    fd, catalog._writer_fd = catalog._writer_fd, None
+                    os.close(fd)  # releases the lock
 
     def __enter__(self) -> "Catalog":
         return self

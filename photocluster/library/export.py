@@ -615,7 +615,7 @@ class DestinationLock:
                 f"cannot write into the export destination {_shown(self.destination)}: {_os_cause(exc)}"
             ) from exc
         try:
-            locked = _lock_fd(fd)
+            locked = try_lock_exclusively(fd)
         except OSError:  # no advisory locks on this file system: fall back to an O_EXCL file
             os.close(fd)
             self._acquire_exclusive_file()
@@ -678,9 +678,10 @@ class DestinationLock:
         self.release()
 
 
-def _lock_fd(fd: int) -> bool:
+def try_lock_exclusively(fd: int) -> bool:
     """Try to lock ``fd`` exclusively without waiting: True when locked, False when someone else holds it.
-    OSError when the file system has no such locks."""
+    OSError when the file system has no such locks. The kernel drops the lock when ``fd`` is closed or its
+    process dies (``flock`` on POSIX, ``msvcrt.locking`` on Windows); the catalog's writer lock uses it too."""
     try:
         import fcntl
     except ImportError:  # Windows

@@ -462,3 +462,32 @@ def test_non_utf8_file_and_folder_names_round_trip(tmp_path):
     with sqlite3.connect(tmp_path / "catalog.sqlite3") as raw:
         kinds = dict(raw.execute("SELECT id, typeof(path) FROM photos").fetchall())
     assert kinds == {ids[0]: "blob", ids[1]: "blob", ids[2]: "text"}
+
+
+@_POSIX_ONLY
+def test_a_second_writer_waits_then_is_told_the_catalog_is_busy(tmp_path):
+    path = tmp_path / "catalog.sqlite3"
+    Catalog(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import sys, time
+            from photocluster.library.catalog import Catalog
+            with Catalog(sys.argv[1]) as catalog, catalog.writing():
+                print("writing", flush=True)
+                time.sleep(60)
+            """), str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "writing"
+        with Catalog(path) as catalog:
+            with pytest.raises(UsageError, match=rf"the catalog {path} is busy \(another photocluster is recording "
+                                                 rf"a run into it, process {holder.pid}\)"):
+                with catalog.writing(timeout=0.3):
+                    pass
+            catalog.add_photos([PhotoRecord(Path("/p/a.jpg"))])  # single calls go on (one transaction each)
+    finally:
+        holder.kill()
+        holder.wait()
+    with Catalog(path) as catalog, catalog.writing(timeout=5), catalog.writing():  # freed by the kernel; re-entrant
+        assert [p.path for p in catalog.photos()] == [Path("/p/a.jpg")]
