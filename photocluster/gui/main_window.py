@@ -887,6 +887,7 @@ class MainWindow(QMainWindow):
         """An export interrupted last time (crash, power cut): offer to finish or roll it back."""
         try:
             from photocluster.library.export import pending_exports, recover_exports
+            from photocluster.library.scan import display_path  # a non-UTF-8 folder name shown with U+FFFD
         except ImportError:
             return
         try:
@@ -897,7 +898,7 @@ class MainWindow(QMainWindow):
         for item in pending:
             answer = QMessageBox.question(
                 self, "Interrupted export",
-                f"An export into {item.destination} was interrupted after {item.finished_operations} of "
+                f"An export into {display_path(item.destination)} was interrupted after {item.finished_operations} of "
                 f"{item.total} photos.\n\nFinish it now? (No rolls it back; Cancel asks again next time.)",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No | QMessageBox.StandardButton.Cancel,
             )
