@@ -7,6 +7,7 @@ what was done. Photos are never overwritten or lost: those rules live in ``photo
 
 from __future__ import annotations
 
+import html
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -334,3 +335,119 @@ class ExportDialog(QDialog):
             self.cancel_export()
             return  # close once the worker has stopped; the user can press Close again
         super().reject()
+
+
+# -- pre-trained weights that cannot be downloaded --------------------------------------------------
+WEIGHTS_FILE_FILTER = "Network weights (*.pth *.pt *.bin *.ckpt);;All files (*)"
+
+
+def choose_weights_file(parent: QWidget | None, start_dir: str = "") -> tuple[str, str] | None:
+    """Ask for a weights file and recognise the network it is for: ``(path, backbone)``, or None when the
+    person cancels or the file is not the weights of a network photocluster knows (then they are told why)."""
+    from photocluster.errors import UsageError
+    from photocluster.features.pretrained import BACKBONE_CHOICES, backbone_of_weights_file
+
+    path, _ = QFileDialog.getOpenFileName(parent, "Choose a weights file", start_dir, WEIGHTS_FILE_FILTER)
+    if not path:
+        return None
+    try:
+        backbone = backbone_of_weights_file(path)
+    except UsageError as exc:
+        reason = str(exc)
+        if "fits none" in reason:  # the command line's wording names its flags: say it in the app's words
+            reason = (f"{Path(path).name} holds no weights of a network photocluster knows "
+                      f"({', '.join(BACKBONE_CHOICES)})")
+        show_error(parent, "Cannot use this weights file", reason)
+        return None
+    return path, backbone
+
+
+class WeightsDialog(QDialog):
+    """The network that recognises what is in photos could not be downloaded: say so in the app's words and
+    offer a weights file the person has, another try, or a method that needs no download.
+
+    ``decided`` carries the decision — :attr:`CHOOSE_FILE` (with ``(path, backbone)``), :attr:`RETRY` or
+    :attr:`NO_DOWNLOAD` (with None) — and the dialog closes; the window applies and remembers it.
+    """
+
+    CHOOSE_FILE = "file"
+    RETRY = "download"
+    NO_DOWNLOAD = "none"
+
+    decided = Signal(str, object)
+
+    def __init__(self, error: Any, no_download: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("The photo network cannot be downloaded")
+        self.setWindowModality(Qt.WindowModality.WindowModal)
+        self.decision: str | None = None
+        self.weights_file: tuple[str, str] | None = None
+        backbone = html.escape(getattr(error, "backbone", "") or "pre-trained")
+        url = html.escape(getattr(error, "url", "") or "")
+        reason = getattr(error, "reason", "") or error_reason(error)
+
+        self.text_label = QLabel(
+            f"<p>The method needs the <b>{backbone}</b> network, trained on ImageNet, to recognise what is in "
+            "your photos, and photocluster could not download it.</p>"
+            + (f"<p>On a computer that is online, the file is at<br><code>{url}</code><br>"
+               "copy it to this computer and choose it below.</p>" if url else ""))
+        self.text_label.setWordWrap(True)
+        self.text_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.reason_label = QLabel(f"Reason: {reason}")
+        self.reason_label.setTextFormat(Qt.TextFormat.PlainText)  # "<urlopen error …>" is no HTML tag
+        self.reason_label.setWordWrap(True)
+        self.reason_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.reason_label.font()
+        font.setPointSizeF(font.pointSizeF() * 0.9)
+        self.reason_label.setFont(font)
+
+        self.choose_button = QPushButton("Choose a weights file…")
+        self.choose_button.clicked.connect(self.choose_file)
+        self.retry_button = QPushButton("Try the download again")
+        self.retry_button.clicked.connect(self.retry)
+        self.no_download_button = QPushButton("Use a method that needs no download")
+        self.no_download_button.clicked.connect(self.use_no_download)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.reject)
+
+        options = QFormLayout()
+        options.addRow(self.choose_button, self._hint(f"a {backbone} weights file you have (.pth)"))
+        options.addRow(self.retry_button, self._hint("when the computer is online again"))
+        options.addRow(self.no_download_button, self._hint(
+            f"{getattr(no_download, 'label', 'a classical method')}: {getattr(no_download, 'summary', '')}"))
+        cancel_row = QHBoxLayout()
+        cancel_row.addWidget(QLabel("photocluster remembers your choice for the next runs."), 1)
+        cancel_row.addWidget(self.cancel_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text_label)
+        layout.addWidget(self.reason_label)
+        layout.addLayout(options)
+        layout.addLayout(cancel_row)
+        self.resize(640, self.sizeHint().height())
+
+    @staticmethod
+    def _hint(text: str) -> QLabel:
+        label = QLabel(text)
+        label.setWordWrap(True)
+        return label
+
+    def choose_file(self) -> bool:
+        """Ask for the file (its network recognised); False, with the dialog still open, when none fits."""
+        chosen = choose_weights_file(self)
+        if chosen is None:
+            return False
+        self.weights_file = chosen
+        self._decide(self.CHOOSE_FILE)
+        return True
+
+    def retry(self) -> None:
+        self._decide(self.RETRY)
+
+    def use_no_download(self) -> None:
+        self._decide(self.NO_DOWNLOAD)
+
+    def _decide(self, decision: str) -> None:
+        self.decision = decision
+        self.accept()
+        self.decided.emit(decision, self.weights_file if decision == self.CHOOSE_FILE else None)

@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photocluster.gui.dialogs import ExportDialog, PreviewDialog, error_reason, show_error, show_warning
+from photocluster.errors import WeightsUnavailable
+from photocluster.gui.dialogs import ExportDialog, PreviewDialog, WeightsDialog, error_reason, show_error, show_warning
 from photocluster.gui.edits import SYNC_EDIT_LIMIT, Call, Edit, EditQueue, apply_calls
 from photocluster.gui.jobs import (
     TrainingResult,
@@ -342,18 +343,34 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        method = self.settings.value("method")
-        if method:
-            try:
-                self.method_picker.set_method(str(method))
-            except ValueError:
-                pass
+        self._restore_method()
 
     def _save_settings(self) -> None:
         self.settings.setValue("folders", [str(f) for f in self.folders])
         self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("method", self.method_picker.method_name)
+        choice = self.method_picker.choice
+        self.settings.setValue("method_choice", choice.label if choice is not None else "")
         self.settings.sync()
+
+    def _restore_method(self) -> None:
+        """The picker opens on the last choice (the recommended one the first time), with the weights files
+        and the decision taken when a download failed (:meth:`_on_weights_decision`)."""
+        from photocluster.methods.recommend import NO_WEIGHTS_CHOICE
+
+        self.settings.beginGroup("weights_files")
+        for backbone in self.settings.childKeys():
+            path = str(self.settings.value(backbone) or "")
+            if path and Path(path).is_file():
+                self.method_picker.weights_files[backbone] = path
+        self.settings.endGroup()
+        label = str(self.settings.value("method_choice", "") or "")
+        decision = str(self.settings.value("weights/decision", "") or "")
+        if not label and decision == WeightsDialog.NO_DOWNLOAD:
+            label = NO_WEIGHTS_CHOICE.label
+        try:
+            self.method_picker.set_choice(label or self.method_picker.choice)  # (again: the weights files)
+        except ValueError:  # a choice of an older version
+            self.method_picker.set_choice(self.method_picker.recommended)
 
     # ------------------------------------------------------------------------------------------
     # folders and scan
@@ -476,6 +493,44 @@ class MainWindow(QMainWindow):
         for warning in result.warnings:  # (already in the log as a progress message)
             show_warning(self, "Check the clusters", warning)
 
+    def open_weights_dialog(self, error: Any) -> WeightsDialog:
+        """Pre-trained weights could not be downloaded: offer a weights file, another try, or a method that
+        needs none (window-modal, without blocking); the decision is applied and remembered."""
+        from photocluster.methods.recommend import NO_WEIGHTS_CHOICE
+
+        dialog = WeightsDialog(error, NO_WEIGHTS_CHOICE, parent=self)
+        dialog.decided.connect(self._on_weights_decision)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.weights_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _on_weights_decision(self, decision: str, chosen: Any) -> None:
+        """Apply the weights dialog's decision, remember it for the next runs, and train again."""
+        from photocluster.methods.recommend import NO_WEIGHTS_CHOICE
+
+        self.settings.setValue("weights/decision", decision)
+        if decision == WeightsDialog.CHOOSE_FILE:
+            path, backbone = chosen
+            self.settings.setValue(f"weights_files/{backbone}", path)
+            self.method_picker.use_weights_file(path, backbone)
+            self.log_panel.log(f"using the {backbone} weights file {path} (remembered for the next runs)")
+        elif decision == WeightsDialog.NO_DOWNLOAD:
+            self.method_picker.set_choice(NO_WEIGHTS_CHOICE)
+            self.log_panel.log(f"using {NO_WEIGHTS_CHOICE.label}, which needs no download (remembered)")
+        else:
+            self.log_panel.log("trying the download again")
+        self.settings.setValue("method_choice", self.method_picker.choice.label)
+        self.settings.sync()
+        self._train_when_idle()
+
+    def _train_when_idle(self) -> None:
+        """Start training as soon as the job that just failed has finished (its signals come in order)."""
+        if self.busy:
+            QTimer.singleShot(20, self._train_when_idle)
+            return
+        self.start_training()
+
     # ------------------------------------------------------------------------------------------
     # jobs
     @property
@@ -535,7 +590,10 @@ class MainWindow(QMainWindow):
         self._job_outcome = "failed"
         self.log_panel.log(f"{self.job_name} failed: {error_reason(error)}")
         self.progress_panel.set_idle(f"{self.job_name} failed: {error_reason(error)}")
-        if not self._close_when_idle:
+        if self.job_name == "train" and isinstance(error, WeightsUnavailable) and not self._close_when_idle:
+            self.progress_panel.set_idle(f"the {error.backbone} network could not be downloaded")
+            self.open_weights_dialog(error)
+        elif not self._close_when_idle:
             show_error(self, f"{self.job_name.capitalize()} failed", error)
 
     def _on_job_aborted(self) -> None:

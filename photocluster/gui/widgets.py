@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QDoubleValidator, QFont, QPainter, QPalette
+from PySide6.QtGui import QDoubleValidator, QFont, QFontMetrics, QPainter, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QCheckBox,
     QComboBox,
     QFormLayout,
@@ -20,6 +21,11 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QSpinBox,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionFrame,
+    QStyleOptionViewItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -58,28 +64,145 @@ def describe_event(event: ProgressEvent) -> str:
     return " · ".join(parts)
 
 
+#: parameters a choice is about, shown next to it: the rest of a method's parameters sit under "Advanced"
+_MAIN_PARAMS = ("features", "backbone", "weights")
+#: item data roles of the method list: the choice's index in ``MethodPicker.choices`` and its one-line summary
+_CHOICE_ROLE = Qt.ItemDataRole.UserRole + 1
+_SUMMARY_ROLE = Qt.ItemDataRole.UserRole + 2
+_HEADER_ROLE = Qt.ItemDataRole.UserRole + 3
+
+#: the picker's last group: every installed method as its own defaults set it (what ``set_method`` selects)
+EVERY_METHOD_TITLE = "Every method, with its own defaults"
+EVERY_METHOD_SUMMARY = "for experiments: each method as its paper or library sets it up; the settings under Advanced"
+
+
+def _first_clause(text: str, limit: int = 90) -> str:
+    """The first sentence or clause of a method's description, at most ``limit`` characters."""
+    text = " ".join((text or "").split())
+    for stop in (". ", "; ", ": "):
+        if stop in text:
+            text = text.split(stop, 1)[0]
+    text = text.rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+class _ChoiceDelegate(QStyledItemDelegate):
+    """Draws the method list's rows: group titles in bold, each choice indented with its summary after it."""
+
+    INDENT = 18
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:  # noqa: D102
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        header = bool(index.data(_HEADER_ROLE))
+        summary = str(index.data(_SUMMARY_ROLE) or "")
+        text = opt.text
+        opt.text = ""
+        style = opt.widget.style() if opt.widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected) and not header
+        palette = opt.palette  # (a title is a disabled item: drawn in the active colours all the same)
+        active = QPalette.ColorGroup.Active
+        text_colour = palette.color(active, QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
+        rect = opt.rect.adjusted(6 if header else self.INDENT, 0, -6, 0)
+        painter.save()
+        font = QFont(opt.font)
+        font.setBold(header)
+        painter.setFont(font)
+        painter.setPen(text_colour)
+        metrics = QFontMetrics(font)
+        painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+        if summary:
+            small = QFont(opt.font)
+            small.setPointSizeF(small.pointSizeF() * 0.9)
+            painter.setFont(small)
+            if not selected:
+                painter.setPen(palette.color(active, QPalette.ColorRole.PlaceholderText))
+            rest = rect.adjusted(metrics.horizontalAdvance(text) + 12, 0, 0, 0)
+            elided = QFontMetrics(small).elidedText(summary, Qt.TextElideMode.ElideRight, max(0, rest.width()))
+            painter.drawText(rest, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), elided)
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index) -> QSize:  # noqa: D102
+        base = super().sizeHint(option, index)
+        header = bool(index.data(_HEADER_ROLE))
+        font = QFont(option.font)
+        font.setBold(header)
+        small = QFont(option.font)
+        small.setPointSizeF(small.pointSizeF() * 0.9)
+        text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        summary = str(index.data(_SUMMARY_ROLE) or "")
+        width = (6 if header else self.INDENT) + QFontMetrics(font).horizontalAdvance(text) + 18
+        if summary:
+            width += 12 + QFontMetrics(small).horizontalAdvance(summary)
+        return QSize(width, base.height() + (10 if header else 4))
+
+
+class _PathEdit(QLineEdit):
+    """A line edit for a file's path that, without the focus, shows the path's end ("…/weights/net.pth")
+    rather than a cut-off middle, so the file's name is always readable."""
+
+    def paintEvent(self, event) -> None:  # noqa: N802 — Qt API
+        option = QStyleOptionFrame()
+        self.initStyleOption(option)
+        rect = self.style().subElementRect(QStyle.SubElement.SE_LineEditContents, option, self).adjusted(2, 0, -2, 0)
+        text = self.text()
+        if self.hasFocus() or self.fontMetrics().horizontalAdvance(text) <= rect.width():
+            super().paintEvent(event)
+            return
+        painter = QPainter(self)
+        self.style().drawPrimitive(QStyle.PrimitiveElement.PE_PanelLineEdit, option, painter, self)
+        group = QPalette.ColorGroup.Active if self.isEnabled() else QPalette.ColorGroup.Disabled
+        painter.setPen(self.palette().color(group, QPalette.ColorRole.Text))
+        elided = self.fontMetrics().elidedText(text, Qt.TextElideMode.ElideLeft, rect.width())
+        painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), elided)
+        painter.end()
+
+
 class MethodPicker(QWidget):
-    """Choose a method, see its description, set its main parameters, the number of clusters and the device."""
+    """Choose what to run, from the choices of :func:`photocluster.methods.recommend.method_groups`.
+
+    The list shows the groups (Recommended / Paper methods trained from scratch / Classical) under their
+    titles, each choice with one line on when to use it, then every installed method with its own defaults.
+    It opens on the recommended choice for this machine, with the number of clusters on "auto". Next to
+    the choice: the number of clusters, the device and what the choice is about (its features, backbone,
+    weights); every other parameter sits in the collapsed "Advanced" section.
+    """
 
     method_changed = Signal(str)
+    #: emitted with the :class:`~photocluster.methods.recommend.MethodChoice` selected
+    choice_changed = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, weights_files: dict[str, str] | None = None) -> None:
         super().__init__(parent)
-        from photocluster.methods.base import list_methods
+        from photocluster.methods.base import list_methods, method_class
+        from photocluster.methods.recommend import MethodChoice, method_groups, recommended_choice
+
+        #: weights files chosen by the user, by backbone: used where a choice would download that backbone's
+        self.weights_files: dict[str, str] = dict(weights_files or {})
+        self.found_device = self._resolved_device()
 
         self.method_combo = QComboBox()
         self.method_combo.setAccessibleName("Method")
-        self.description_label = QLabel()
+        self.method_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method_combo.setMinimumContentsLength(16)
+        self._list_model = QStandardItemModel(self.method_combo)
+        self.method_combo.setModel(self._list_model)
+        self.method_combo.setItemDelegate(_ChoiceDelegate(self.method_combo))
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        self.description_label = QLabel()  # the method's own description, under Advanced
         self.description_label.setWordWrap(True)
         self.description_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         font = self.description_label.font()
         font.setPointSizeF(font.pointSizeF() * 0.92)
         self.description_label.setFont(font)
+        self.summary_label.setFont(font)
 
         self.clusters_spin = QSpinBox()
         self.clusters_spin.setRange(1, 1000)
         self.clusters_spin.setSpecialValueText("auto")  # 1 cluster is meaningless, so the minimum means "auto"
-        self.clusters_spin.setValue(5)
+        self.clusters_spin.setValue(self.clusters_spin.minimum())
         self.clusters_spin.setToolTip("Number of clusters; 'auto' lets photocluster estimate it")
 
         self.device_combo = QComboBox()
@@ -88,13 +211,34 @@ class MethodPicker(QWidget):
         self.device_label = QLabel(self._found_device())
         self.device_label.setWordWrap(True)
 
-        self.param_form = QFormLayout()
+        self.param_form = QFormLayout()  # the choice's own parameters (features, backbone, weights)
         self.param_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.advanced_form = QFormLayout()  # everything else
+        self.advanced_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self._param_widgets: dict[str, tuple[Any, QWidget]] = {}  # name -> (spec, widget)
+        self._extra_params: dict[str, Any] = {}
+
+        self.advanced_button = QToolButton()
+        self.advanced_button.setText("Advanced")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setChecked(False)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setAutoRaise(True)
+        self.advanced_button.setToolTip("The method's research parameters: leave them as they are unless you "
+                                        "are experimenting")
+        self.advanced_widget = QWidget()
+        advanced_layout = QVBoxLayout(self.advanced_widget)
+        advanced_layout.setContentsMargins(12, 0, 0, 0)
+        advanced_layout.addWidget(self.description_label)
+        advanced_layout.addLayout(self.advanced_form)
+        self.advanced_widget.setVisible(False)
+        self.advanced_button.toggled.connect(self._show_advanced)
 
         top = QFormLayout()
+        top.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         top.addRow("Method", self.method_combo)
-        top.addRow(self.description_label)
+        top.addRow(self.summary_label)
         top.addRow("Clusters", self.clusters_spin)
         device_row = QHBoxLayout()
         device_row.addWidget(self.device_combo)
@@ -104,14 +248,49 @@ class MethodPicker(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
         layout.addLayout(self.param_form)
+        layout.addWidget(self.advanced_button, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.advanced_widget)
 
-        names = list_methods()
-        for name in names:
-            self.method_combo.addItem(name, name)
+        # -- the list: the groups' choices, then every installed method with its own defaults -------------
+        self.choices: list[Any] = []
+        groups = [(g.title, g.summary, list(g.choices)) for g in method_groups(self.found_device)]
+        every = []
+        for name in list_methods():
+            every.append(MethodChoice(name, name, {}, _first_clause(method_class(name).description or "")))
+        groups.append((EVERY_METHOD_TITLE, EVERY_METHOD_SUMMARY, every))
+        self._own_defaults: dict[str, int] = {}  # method name -> its entry in the last group
+        for title, summary, choices in groups:
+            header = QStandardItem(title)
+            header.setFlags(Qt.ItemFlag.NoItemFlags)  # a title: neither selectable nor enabled
+            header.setData(True, _HEADER_ROLE)
+            header.setData(summary, _SUMMARY_ROLE)
+            header.setToolTip(summary)
+            self._list_model.appendRow(header)
+            for choice in choices:
+                item = QStandardItem(choice.label)
+                item.setData(len(self.choices), _CHOICE_ROLE)
+                item.setData(choice.summary, _SUMMARY_ROLE)
+                item.setToolTip(choice.summary)
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                if title == EVERY_METHOD_TITLE:
+                    self._own_defaults[choice.method] = len(self.choices)
+                self.choices.append(choice)
+                self._list_model.appendRow(item)
+        self.recommended = recommended_choice(self.found_device)
+        self.method_combo.view().setMinimumWidth(
+            max(self.method_combo.view().sizeHintForColumn(0) + 24, 300))
         self.method_combo.currentIndexChanged.connect(self._rebuild)
-        if "kmeans" in names:
-            self.method_combo.setCurrentIndex(names.index("kmeans"))
-        self._rebuild()
+        self.set_choice(self.recommended)
+
+    @staticmethod
+    def _resolved_device() -> str:
+        """The device "auto" stands for here ("cpu", "cuda", "mps"): the recommendation depends on it."""
+        try:
+            from photocluster.devices import resolve_device
+
+            return str(resolve_device("auto"))
+        except Exception:  # noqa: BLE001 — a broken driver: recommend for the CPU
+            return "cpu"
 
     @staticmethod
     def _found_device() -> str:
@@ -122,16 +301,46 @@ class MethodPicker(QWidget):
         except Exception as exc:  # noqa: BLE001 — a broken driver must not keep the window from opening
             return f"device check failed: {exc}"
 
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.advanced_widget.setVisible(shown)
+
     # -- state --------------------------------------------------------------------------------
     @property
+    def choice(self) -> Any:
+        """The selected :class:`~photocluster.methods.recommend.MethodChoice` (None only with no methods)."""
+        index = self.method_combo.currentData(_CHOICE_ROLE)
+        return None if index is None else self.choices[int(index)]
+
+    @property
     def method_name(self) -> str:
-        return str(self.method_combo.currentData() or "")
+        choice = self.choice
+        return choice.method if choice is not None else ""
+
+    def set_choice(self, choice: Any) -> None:
+        """Select a choice: a :class:`MethodChoice` of the list (or one equal to it), or its label."""
+        for index, known in enumerate(self.choices):
+            if known == choice or known.label == choice:
+                row = self._row_of_choice(index)
+                if row == self.method_combo.currentIndex():
+                    self._rebuild()  # selecting the same choice again applies its parameters again
+                else:
+                    self.method_combo.setCurrentIndex(row)
+                return
+        raise ValueError(f"no method choice {getattr(choice, 'label', choice)!r}")
 
     def set_method(self, name: str) -> None:
-        index = self.method_combo.findData(name)
-        if index < 0:
+        """Select method ``name`` with its own defaults (as ``--method NAME`` on the command line)."""
+        index = self._own_defaults.get(name)
+        if index is None:
             raise ValueError(f"method {name!r} is not available")
-        self.method_combo.setCurrentIndex(index)
+        self.method_combo.setCurrentIndex(self._row_of_choice(index))
+
+    def _row_of_choice(self, index: int) -> int:
+        for row in range(self._list_model.rowCount()):
+            if self._list_model.item(row).data(_CHOICE_ROLE) == index:
+                return row
+        raise ValueError(f"no row for choice {index}")
 
     def n_clusters(self) -> int | None:
         """The chosen number of clusters, or None for "auto"."""
@@ -184,9 +393,24 @@ class MethodPicker(QWidget):
             elif isinstance(widget, QSpinBox):
                 widget.setValue(int(value))
             elif isinstance(widget, QComboBox):
-                widget.setCurrentIndex(max(0, widget.findData(value)))
+                if widget.findData(value) < 0:  # shown as it is, not silently replaced by the first entry
+                    widget.addItem(str(value), value)
+                widget.setCurrentIndex(widget.findData(value))
             elif isinstance(widget, QLineEdit):
                 widget.setText("" if value is None else str(value))
+                if name == "weights":  # a file's path may be longer than the field: its name shows, all of it
+                    widget.setToolTip(f"{entry[0].help}\n\n{value}")  # in the tooltip
+        self._update_weights_row()
+
+    def use_weights_file(self, path: str, backbone: str) -> None:
+        """Run the selected choice with the weights file ``path`` of network ``backbone`` (recognised from
+        the file), and use it from now on wherever a choice would download that network's weights."""
+        self.weights_files[backbone] = str(path)
+        values: dict[str, Any] = {"weights": str(path)}
+        for name in ("features", "backbone"):
+            if name in self._param_widgets:
+                values[name] = backbone
+        self.set_param_values({**self._extra_params, **values})
 
     def method_params(self) -> dict[str, Any]:
         """Everything to build the method with: form values, extras, n_clusters and device where accepted."""
@@ -194,7 +418,7 @@ class MethodPicker(QWidget):
 
         cls = method_class(self.method_name)
         accepted = set(cls._param_names())
-        params = {**self.param_values(), **getattr(self, "_extra_params", {})}
+        params = {**self.param_values(), **self._extra_params}
         if "device" in accepted:
             params["device"] = self.device
         if "n_clusters" in accepted and self.n_clusters() is not None:
@@ -205,15 +429,18 @@ class MethodPicker(QWidget):
     def _rebuild(self) -> None:
         from photocluster.methods.base import method_class
 
-        while self.param_form.rowCount():
-            self.param_form.removeRow(0)
+        for form in (self.param_form, self.advanced_form):
+            while form.rowCount():
+                form.removeRow(0)
         self._param_widgets.clear()
         self._extra_params = {}
-        name = self.method_name
-        if not name:
-            self.description_label.setText("No clustering methods are installed.")
+        choice = self.choice
+        if choice is None:
+            self.summary_label.setText("No clustering methods are installed.")
+            self.description_label.setText("")
             return
-        cls = method_class(name)
+        cls = method_class(choice.method)
+        self.summary_label.setText(choice.summary[:1].upper() + choice.summary[1:] if choice.summary else "")
         self.description_label.setText(cls.description or "")
         for spec in cls.parameter_specs():
             if spec.name in _DEDICATED_PARAMS:
@@ -221,8 +448,55 @@ class MethodPicker(QWidget):
             widget = self._widget_for(spec)
             widget.setToolTip(spec.help)
             self._param_widgets[spec.name] = (spec, widget)
-            self.param_form.addRow(spec.name.replace("_", " "), widget)
-        self.method_changed.emit(name)
+            label = spec.name.replace("_", " ")  # (under Advanced: the names the docs and -p use)
+            if spec.name == "weights":
+                self.param_form.addRow(label.capitalize(), self._weights_row(widget))
+            elif spec.name in _MAIN_PARAMS:
+                self.param_form.addRow(label.capitalize(), widget)
+            else:
+                self.advanced_form.addRow(label, widget)
+            if spec.name in ("features", "backbone") and isinstance(widget, QComboBox):
+                widget.currentIndexChanged.connect(lambda *_: self._update_weights_row())
+        self.advanced_button.setVisible(self.advanced_form.rowCount() > 0)
+        params = dict(choice.params)
+        network = params.get("features") or params.get("backbone")
+        if str(params.get("weights", "default")).lower() == "default" and network in self.weights_files:
+            params["weights"] = self.weights_files[network]
+        self.set_param_values(params)
+        self.method_changed.emit(choice.method)
+        self.choice_changed.emit(choice)
+
+    def _weights_row(self, edit: QWidget) -> QWidget:
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(edit, 1)
+        browse = QToolButton()
+        browse.setText("Choose…")
+        browse.setToolTip("Use a weights file you have (the network it is for is recognised from the file)")
+        browse.clicked.connect(self._choose_weights_file)
+        layout.addWidget(browse)
+        self._weights_row_widget = row
+        return row
+
+    def _choose_weights_file(self) -> None:
+        from photocluster.gui.dialogs import choose_weights_file
+
+        chosen = choose_weights_file(self)
+        if chosen is not None:
+            self.use_weights_file(*chosen)
+
+    def _update_weights_row(self) -> None:
+        """The weights row shows only when the features (or backbone) are a pre-trained network."""
+        from photocluster.features.pretrained import BACKBONES
+
+        if "weights" not in self._param_widgets:
+            return
+        network = self.param_values().get("features", self.param_values().get("backbone"))
+        visible = network is None or network in BACKBONES
+        row = getattr(self, "_weights_row_widget", None)
+        if row is not None:
+            self.param_form.setRowVisible(row, visible)
 
     @staticmethod
     def _widget_for(spec: Any) -> QWidget:
@@ -242,7 +516,7 @@ class MethodPicker(QWidget):
                           int(spec.maximum) if spec.maximum is not None else 2**31 - 1)
             spin.setValue(int(spec.default))
             return spin
-        edit = QLineEdit("" if spec.default is None else str(spec.default))
+        edit = (_PathEdit if spec.name == "weights" else QLineEdit)("" if spec.default is None else str(spec.default))
         if spec.default is None:
             edit.setPlaceholderText("default")
         if spec.kind is float:
