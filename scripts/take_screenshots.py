@@ -7,6 +7,11 @@ The photos are ../shared/data/photos-sample when present (200 real flower photos
 folder of coloured squares. The catalog and cache live in a temporary PHOTOCLUSTER_HOME, so the user's own
 catalog is never touched.
 
+The app trains what it opens on — the recommended method — unless ``--method`` names another (with its
+seconds-long ``smoke_params``). No machine here can download torchvision's weights, so the pre-trained
+network comes from ``--weights FILE`` (default: ../shared/data/weights' mobilenet_v2 file), given to the
+app as its weights dialog would; that dialog and the open method list are pictured too.
+
     .venv/bin/python scripts/take_screenshots.py [--folder DIR] [--method dac] [--out docs/screenshots]
 """
 
@@ -24,13 +29,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "photos-sample"
+WEIGHTS = REPO.parent / "shared" / "data" / "weights" / "mobilenet_v2-imagenet-keras.pth"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=SAMPLE if SAMPLE.is_dir() else None,
                         help="photo folder (default: ../shared/data/photos-sample, else a generated one)")
-    parser.add_argument("--method", default="ccnn", help="method trained for the screenshots (default ccnn)")
+    parser.add_argument("--method", default=None,
+                        help="method trained for the screenshots, with its own defaults (default: the "
+                             "recommended choice the app opens on)")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS if WEIGHTS.is_file() else None,
+                        help="a weights file for the pre-trained network, used when its download is not cached "
+                             "(default: ../shared/data/weights/mobilenet_v2-imagenet-keras.pth)")
     parser.add_argument("--clusters", type=int, default=5)
     parser.add_argument("--full-params", action="store_true",
                         help="train with the method's default parameters instead of its seconds-long smoke_params")
@@ -80,6 +91,13 @@ def main() -> int:
     from photocluster.gui.app import app_icon, apply_theme
     from photocluster.gui.main_window import MainWindow
     from photocluster.library.catalog import Catalog
+    from photocluster.errors import WeightsUnavailable
+    from photocluster.features.pretrained import (
+        BACKBONES,
+        backbone_of_weights_file,
+        cached_weights_path,
+        default_weights_url,
+    )
     from photocluster.methods.base import method_class
 
     app = QApplication(["photocluster"])
@@ -116,21 +134,55 @@ def main() -> int:
             raise SystemExit(f"could not write {path}")
         print(f"wrote {path}")
 
-    # 1. after the scan: the report, the method picker with its parameters
+    def shoot_screen(name: str, wait: float = 0.5, *others) -> None:
+        """The screen where the window (and the ``others``: popups, dialogs, windows of their own) is."""
+        settle(wait)
+        path = args.out / name
+        frame = window.frameGeometry()
+        for other in others:
+            frame = frame.united(other.frameGeometry())
+        if not app.primaryScreen().grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height()).save(str(path)):
+            raise SystemExit(f"could not write {path}")
+        print(f"wrote {path}")
+
+    # 1. after the scan: the report, the method picker on the recommended choice
     window.add_folders([folder])
     wait_until(lambda: outcomes, 300, "the scan")
-    window.method_picker.set_method(args.method)
-    if not args.full_params:
-        window.method_picker.set_param_values(method_class(args.method).smoke_params())
-    window.method_picker.set_n_clusters(args.clusters)
+    picker = window.method_picker
+    if args.method:
+        picker.set_method(args.method)
+        if not args.full_params:
+            picker.set_param_values(method_class(args.method).smoke_params())
+    picker.set_n_clusters(args.clusters)
     shoot("01-scan.png")
+
+    # the method list, open: its groups, each choice with one line on when to use it
+    picker.method_combo.showPopup()
+    shoot_screen("05-method-list.png", 0.5, picker.method_combo.view().window())
+    picker.method_combo.hidePopup()
+
+    # the weights dialog, as it opens when the network cannot be downloaded; then the weights file given to
+    # the app as its "Choose a weights file…" does
+    network = picker.method_params().get("features") or picker.method_params().get("backbone")
+    if network in BACKBONES and str(picker.method_params().get("weights")) == "default" \
+            and not cached_weights_path(network).exists():
+        dialog = window.open_weights_dialog(WeightsUnavailable(
+            "offline", backbone=network, url=default_weights_url(network), target=str(cached_weights_path(network)),
+            reason="<urlopen error [Errno -3] Temporary failure in name resolution>"))
+        shoot_screen("06-weights-offline.png")
+        dialog.reject()
+        if args.weights is None:
+            raise SystemExit(f"the {network} weights are not cached: give --weights FILE")
+        picker.use_weights_file(str(args.weights), backbone_of_weights_file(args.weights))
 
     # 2. during training: progress bar with stage, step, loss and ETA; the log. The picture is taken in the
     # slot that shows the first training event with numbers, so even a quick method is caught mid-run.
     shot_taken: list[bool] = []
 
     def shoot_during_training(event) -> None:
-        if shot_taken or event.stage in ("decode", "list", "scan", "choose k") or not event.metrics:
+        if shot_taken or event.stage in ("decode", "list", "scan", "choose k", "estimate"):
+            return
+        if not event.metrics and not (event.total and 0 < event.step < event.total):
             return
         shot_taken.append(True)
         shoot("02-training.png", wait=0.2)
