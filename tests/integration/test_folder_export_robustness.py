@@ -156,8 +156,9 @@ _SLOW_EXPORT = textwrap.dedent(
     from photocluster.cli import main
     from photocluster.library import export
 
-    def slow_disk(step):  # the export's first step waits until the test lets it go on (at most a minute)
-        deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
+
+    def slow_disk(step):  # the export's steps wait until the test lets them go on (two minutes at most)
         while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
             time.sleep(0.05)
 
@@ -185,7 +186,7 @@ def test_two_concurrent_move_exports_into_one_destination(tmp_path):
     try:
         deadline = time.monotonic() + 120
         while not (lock.exists() and lock.read_text().strip() == str(running.pid)):
-            assert running.poll() is None and time.monotonic() < deadline, running.communicate()
+            assert running.poll() is None and time.monotonic() < deadline, "the first export took no lock"
             time.sleep(0.05)
         busy = _cli(argv(second_src))
     finally:
