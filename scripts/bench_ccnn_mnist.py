@@ -8,6 +8,18 @@ Usage (from the repository root)::
 Reads the real MNIST idx files (train set), takes a fixed random subset (the quick protocol on a 2-core
 CPU), runs each variant with ``weights="none"`` (the simplified digit CCNN has no pre-trained weights) and
 prints one line per run plus the mean NMI per variant.
+
+From ImageNet initialisation, on any benchmark the CLI knows (``--benchmark``, loaded exactly as
+``photocluster --benchmark`` loads it, ``--limit`` its first images), with the quick protocol's parameters and
+``--param`` on top::
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_ccnn_mnist.py --benchmark mnist \
+        --data ../shared/data/mnist --limit 5000 --seeds 0 1 2 --variants ccnn baseline1 baseline2 baseline3 \
+        --param network=ccnn --param backbone=mobilenet_v2 --param input_size=64 \
+        --param weights=../shared/data/weights/mobilenet_v2-imagenet-keras.pth --param train_layers=adaptation
+
+All runs share one data set, so a frozen trunk's maps are computed once for every variant and seed. The JSON
+keeps each run's per-epoch history (mean squared distance to the centroids: the drift).
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from photocluster.data.dataset import ImageDataset
 from photocluster.methods.base import get_method
+from photocluster.metrics import clustering_accuracy
 
 VARIANT_PARAMS = {
     "ccnn": {"variant": "ccnn", "drift_compensation": True},
@@ -44,6 +57,9 @@ def read_idx_gz(path: Path) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/mnist"))
+    parser.add_argument("--benchmark", default=None, help="a benchmark name (mnist, folder:PATH, …) instead of "
+                        "the idx files: quick-protocol parameters, --param on top")
+    parser.add_argument("--limit", type=int, default=None, help="with --benchmark: its first N images")
     parser.add_argument("--split", choices=("train", "t10k"), default="train")
     parser.add_argument("--subset", type=int, default=10000, help="images drawn at random (0 = all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -53,12 +69,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
-    images = read_idx_gz(args.data / f"{args.split}-images-idx3-ubyte.gz")
-    labels = read_idx_gz(args.data / f"{args.split}-labels-idx1-ubyte.gz").astype(np.int64)
-    if args.subset and args.subset < len(images):
-        pick = np.sort(np.random.default_rng(12345).choice(len(images), args.subset, replace=False))
-        images, labels = images[pick], labels[pick]
-    dataset = ImageDataset("mnist", images[..., None].copy(), labels)
     extra = {}
     for item in args.param:
         key, _, value = item.partition("=")
@@ -66,29 +76,47 @@ def main() -> None:
             extra[key] = json.loads(value)
         except json.JSONDecodeError:
             extra[key] = value
+    base: dict = {"n_clusters": 10, "network": "digits", "weights": "none", "epochs": args.epochs}
+    if args.benchmark:
+        from photocluster.benchmarks.runner import load_benchmark_dataset
+        from photocluster.methods.base import method_class
+
+        dataset = load_benchmark_dataset(args.benchmark, data_dir=args.data, limit=args.limit, progress=False,
+                                         method_params={"ccnn": extra})
+        base = method_class("ccnn").protocol_params("quick", dataset)
+        labels = dataset.labels
+    else:
+        images = read_idx_gz(args.data / f"{args.split}-images-idx3-ubyte.gz")
+        labels = read_idx_gz(args.data / f"{args.split}-labels-idx1-ubyte.gz").astype(np.int64)
+        if args.subset and args.subset < len(images):
+            pick = np.sort(np.random.default_rng(12345).choice(len(images), args.subset, replace=False))
+            images, labels = images[pick], labels[pick]
+        dataset = ImageDataset("mnist", images[..., None].copy(), labels)
     results = []
     # Seed-major order: if a long run is cut short, every variant has the same seeds done.
     for seed in args.seeds:
         for variant in args.variants:
-            params = {"n_clusters": 10, "network": "digits", "weights": "none", "epochs": args.epochs,
-                      "random_state": seed, "device": "cpu", **VARIANT_PARAMS[variant], **extra}
+            params = {**base, "random_state": seed, "device": "cpu", **VARIANT_PARAMS[variant], **extra}
             start = time.monotonic()
             method = get_method("ccnn", **params).fit(dataset)
             seconds = time.monotonic() - start
             nmi = normalized_mutual_info_score(labels, method.labels_)
             ari = adjusted_rand_score(labels, method.labels_)
-            results.append({"variant": variant, "seed": seed, "nmi": nmi, "ari": ari, "seconds": seconds,
-                            "cluster_sizes": np.bincount(method.labels_, minlength=10).tolist()})
-            print(f"{variant:10s} seed={seed} NMI={nmi:.4f} ARI={ari:.4f} time={seconds:.0f}s "
+            acc = clustering_accuracy(labels, method.labels_)
+            results.append({"variant": variant, "seed": seed, "nmi": nmi, "ari": ari, "acc": acc, "seconds": seconds,
+                            "cluster_sizes": np.bincount(method.labels_, minlength=params["n_clusters"]).tolist(),
+                            "params": {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))},
+                            "history": method.history_})
+            print(f"{variant:10s} seed={seed} NMI={nmi:.4f} ARI={ari:.4f} ACC={acc:.4f} time={seconds:.0f}s "
                   f"sizes={results[-1]['cluster_sizes']}", flush=True)
             if args.json:
-                args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+                args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "n_images": len(dataset), "results": results}, indent=2))
     print("mean NMI over seeds:")
     for variant in args.variants:
         values = [r["nmi"] for r in results if r["variant"] == variant]
         print(f"  {variant:10s} {np.mean(values):.4f} ± {np.std(values):.4f}  (n={len(values)})")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "n_images": len(dataset), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -96,3 +96,16 @@ def _never_download(monkeypatch):
         raise urllib.error.URLError("tests never download")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+
+
+@pytest.fixture(scope="session")
+def random_mobilenet_file(tmp_path_factory) -> Path:
+    """A random-initialised torchvision mobilenet_v2 state dict on disk: the pre-trained path without real
+    weights (offline, no download)."""
+    import torch
+    from photocluster.features.pretrained import BACKBONES
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2-random.pth"
+    torch.save(BACKBONES["mobilenet_v2"].builder(weights=None).state_dict(), path)
+    return path

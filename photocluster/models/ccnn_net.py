@@ -8,7 +8,9 @@ Full CCNN (Sec. III and Table V of the paper)::
     → FC9 (k → k, ReLU): the feature h used for clustering
     → "Softmax" layer (k → k) + softmax: the prediction trained against the one-hot pseudo label.
 
-Conv1–5 can be swapped for a ResNet-18/50 trunk (everything up to ``layer4``), as the paper allows.
+Conv1–5 can be swapped for the convolutional trunk of any backbone of
+:data:`photocluster.features.pretrained.BACKBONES` (its ``trunk``: mobilenet_v2's ``features``, ResNet up to
+``layer4``, …), as the paper allows ("Conv1–5 may be swapped for another backbone").
 
 Simplified CCNN for digits (Fig. 4: "removing some convolution layers to fit the data type"; the figure's
 exact widths are not in the text, so this is our reading): two 5×5 conv + max-pool stages instead of
@@ -59,7 +61,11 @@ class CCNNNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """FC9 output h (B, k): what CCNN clusters."""
-        salient = torch.amax(self.adaptation(self.trunk(x)), dim=(2, 3))  # global max-pool
+        return self.features_from_map(self.trunk(x))
+
+    def features_from_map(self, maps: torch.Tensor) -> torch.Tensor:
+        """FC9 output h from the trunk's output (a frozen trunk's maps can be computed once and kept)."""
+        salient = torch.amax(self.adaptation(maps), dim=(2, 3))  # global max-pool
         h = torch.relu(self.fc9(salient))
         if self.normalize_features:
             h = torch.nn.functional.normalize(h, dim=1, eps=1e-12)
@@ -68,6 +74,10 @@ class CCNNNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities (B, k)."""
         return torch.softmax(self.softmax_layer(self.features(x)), dim=1)
+
+    def forward_from_map(self, maps: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities (B, k) from the trunk's output."""
+        return torch.softmax(self.softmax_layer(self.features_from_map(maps)), dim=1)
 
     def head_parameter_names(self) -> list[str]:
         """Parameters after the feature h (they do not change h, so drift compensation ignores them)."""
@@ -143,7 +153,8 @@ def build_ccnn_net(
         "ccnn" (pre-trained trunk, 224 px input) or "digits" (simplified CCNN, native resolution,
         random init, ``in_channels`` input channels).
     backbone:
-        Trunk of the full network: "alexnet" (paper), "resnet18" or "resnet50".
+        Trunk of the full network: a name of :data:`photocluster.features.pretrained.BACKBONES` ("alexnet" is
+        the paper's; its trunk is conv1–conv5 without pool5), cut by the registry's ``trunk``.
     weights:
         Trunk weights, as :func:`photocluster.features.pretrained.build_backbone` takes them; for "digits"
         only a local state dict of the digit trunk counts ("default" = "none" = random init).
@@ -162,16 +173,8 @@ def build_ccnn_net(
     if network != "ccnn":
         raise ValueError(f"unknown CCNN network {network!r}; choose ccnn or digits")
     # Imported here: torchvision takes seconds to import, and the digit network does not need it.
-    from photocluster.features.pretrained import build_backbone
+    from photocluster.features.pretrained import BACKBONES, build_backbone
 
-    model = build_backbone(backbone, weights=weights, progress=progress)
-    if backbone == "alexnet":
-        # conv1–conv5 with their ReLUs; pool5 is dropped so the adaptation convs see a 13×13 map.
-        trunk: nn.Module = nn.Sequential(*list(model.features.children())[:-1])
-        channels = 256
-    else:
-        trunk = nn.Sequential(
-            model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3, model.layer4
-        )
-        channels = model.fc.in_features
+    model = build_backbone(backbone, weights=weights, progress=progress)  # unknown names: a one-line UsageError
+    trunk, channels = BACKBONES[str(backbone).lower()].trunk(model)
     return CCNNNet(trunk, channels, n_clusters, tuple(adapt_channels))

@@ -28,8 +28,11 @@ from torch import nn
 
 from photocluster.errors import UsageError
 
-#: backbones tlfwr understands: the ImageNet ones from features.pretrained, plus the digit-sized net.
-TRANSFER_BACKBONES = ("alexnet", "resnet18", "resnet50", "digit")
+from photocluster.features.pretrained import BACKBONE_CHOICES
+
+#: backbones tlfwr understands: every ImageNet one of features.pretrained.BACKBONES (their ``split`` says which
+#: layers are "upper"), plus the digit-sized net.
+TRANSFER_BACKBONES = (*BACKBONE_CHOICES, "digit")
 
 
 class DigitNet(nn.Module):
@@ -143,26 +146,6 @@ class TransferNet(nn.Module):
         return (tensor - self.mean) / self.std
 
 
-def _split_alexnet(model: nn.Module) -> tuple[nn.Module, nn.Module, int]:
-    # torchvision AlexNet: features = conv1..conv5 with pools (conv5 is features[10]);
-    # classifier = [Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8]. Upper layers = conv5, fc6, fc7.
-    lower = nn.Sequential(*list(model.features.children())[:10])
-    upper = nn.Sequential(
-        *list(model.features.children())[10:],
-        model.avgpool,
-        nn.Flatten(),
-        *list(model.classifier.children())[:6],
-    )
-    return lower, upper, 4096
-
-
-def _split_resnet(model: nn.Module) -> tuple[nn.Module, nn.Module, int]:
-    # Upper layers = the last residual stage (layer4); the 1000-way fc is replaced by the new head.
-    lower = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3)
-    upper = nn.Sequential(model.layer4, model.avgpool, nn.Flatten())
-    return lower, upper, model.fc.in_features
-
-
 def build_transfer_net(
     backbone: str,
     n_clusters: int,
@@ -175,9 +158,11 @@ def build_transfer_net(
     Parameters
     ----------
     backbone:
-        "alexnet" (the paper's), "resnet18", "resnet50" (ImageNet weights through
-        :func:`photocluster.features.pretrained.build_backbone`), or "digit" (:class:`DigitNet`, no
-        pre-trained weights exist for it).
+        A name of :data:`photocluster.features.pretrained.BACKBONES` — "alexnet" (the paper's),
+        "mobilenet_v2" (our CPU choice), "resnet18", … — built with ImageNet weights by
+        :func:`~photocluster.features.pretrained.build_backbone` and cut by the registry's ``split`` into
+        lower / upper layers (upper ending in the embedding), or "digit" (:class:`DigitNet`, no pre-trained
+        weights exist for it).
     n_clusters:
         Size of the new head.
     weights:
@@ -218,15 +203,12 @@ def build_transfer_net(
             )
         return net
 
-    from photocluster.features.pretrained import build_backbone, preprocess_for
+    from photocluster.features.pretrained import BACKBONES, build_backbone, preprocess_for
 
     if name not in TRANSFER_BACKBONES:
         raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(TRANSFER_BACKBONES)}")
     model = build_backbone(name, weights, progress=progress)
-    if name == "alexnet":
-        lower, upper, dim = _split_alexnet(model)
-    else:
-        lower, upper, dim = _split_resnet(model)
+    lower, upper, dim = BACKBONES[name].split(model)
     pre = preprocess_for(name)
     return TransferNet(lower, upper, dim, n_clusters, input_size or pre.input_size, grey_input=False,
                        mean=tuple(pre.mean), std=tuple(pre.std))

@@ -264,3 +264,109 @@ def test_digit_network_takes_its_trunk_from_a_local_state_dict_and_rejects_a_for
         build_ccnn_net(4, network="digits", weights=foreign, in_channels=1, adapt_channels=(8,))
     with pytest.raises(UsageError, match="does not exist"):
         build_ccnn_net(4, network="digits", weights=tmp_path / "missing.pt", in_channels=1, adapt_channels=(8,))
+
+
+# -- every registry backbone as the trunk (issue 16) -------------------------------------------------
+def _rgb_squares(side: int = 32) -> ImageDataset:
+    """Three well-separated RGB classes at ``side`` px, 8 images each: enough for a smoke run."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 40, (24, side, side, 3)).astype(np.uint8)
+    labels = np.arange(24) % 3
+    half = side // 2
+    for i, label in enumerate(labels):
+        row, col = [(0, 0), (0, half), (half, half // 2)][label]
+        images[i, row:row + half, col:col + half, label] = 230
+    return ImageDataset("rgb-squares", images, labels)
+
+
+def _pretrained_smoke(backbone: str, weights, **extra) -> dict:
+    return {"n_clusters": 3, "network": "ccnn", "backbone": backbone, "weights": weights, "input_size": 32,
+            "adapt_channels": "16", "epochs": 1, "n_m": 8, "k_m": 4, "seed_pool": 24, "batch_size": 8,
+            "device": "cpu", **extra}
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
+                                      "resnet50", "resnet18", "alexnet"])
+def test_every_registry_backbone_is_a_trunk_that_trains(backbone):
+    from photocluster.features.pretrained import BACKBONES
+
+    assert backbone in BACKBONES  # the list above must follow the registry
+    data = _rgb_squares()
+    method = get_method("ccnn", **_pretrained_smoke(backbone, "none", train_layers="all")).fit(data)
+    assert method.labels_.shape == (24,) and method.embeddings_.shape == (24, 3)
+    assert method.history_[-1]["finetune_steps"] >= 1
+    assert np.isfinite(method.centroids_).all()
+
+
+def test_registry_lists_every_backbone_as_a_choice():
+    from photocluster.features.pretrained import BACKBONE_CHOICES
+
+    spec = next(s for s in ccnn.CCNN.parameter_specs() if s.name == "backbone")
+    assert tuple(spec.choices) == BACKBONE_CHOICES
+
+
+def test_a_frozen_trunk_is_kept_once_and_gives_the_same_run_as_recomputing_it(random_mobilenet_file):
+    data = _rgb_squares()
+    params = _pretrained_smoke("mobilenet_v2", str(random_mobilenet_file), train_layers="adaptation", epochs=2)
+    kept = get_method("ccnn", **params).fit(data)
+    recomputed = get_method("ccnn", **params, cache_trunk=False).fit(data)
+    # float16 maps: the same clustering, centroids equal to rounding
+    assert adjusted_rand_score(kept.labels_, recomputed.labels_) == pytest.approx(1.0)
+    np.testing.assert_allclose(kept.centroids_, recomputed.centroids_, rtol=0.05, atol=1e-3)
+    assert kept._maps is None  # the kept maps are released after the fit
+    assert kept.predict(data.images[:5]).tolist() == kept.labels_[:5].tolist()
+
+
+@pytest.mark.parametrize("variant", ["baseline2", "baseline3"])
+def test_baselines_run_on_a_pretrained_trunk(random_mobilenet_file, variant):
+    data = _rgb_squares()
+    method = get_method("ccnn", **_pretrained_smoke("mobilenet_v2", str(random_mobilenet_file),
+                                                    variant=variant)).fit(data)
+    assert method.labels_.shape == (24,)
+
+
+def test_a_wrong_weights_file_is_a_one_line_error_naming_the_backbone(random_mobilenet_file, tmp_path):
+    data = _rgb_squares()
+    with pytest.raises(UsageError) as wrong:
+        get_method("ccnn", **_pretrained_smoke("resnet18", str(random_mobilenet_file))).fit(data)
+    assert "resnet18" in str(wrong.value) and "mobilenet_v2" in str(wrong.value) and "\n" not in str(wrong.value)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(random_mobilenet_file.read_bytes()[:1000])
+    with pytest.raises(UsageError) as broken:
+        get_method("ccnn", **_pretrained_smoke("mobilenet_v2", str(truncated))).fit(data)
+    assert "mobilenet_v2" in str(broken.value) and "\n" not in str(broken.value)
+    with pytest.raises(UsageError, match="unknown backbone"):
+        get_method("ccnn", **_pretrained_smoke("vgg99", "none")).fit(data)
+
+
+def test_quick_protocol_on_photos_uses_the_cpu_backbone_at_its_own_size():
+    photos = ImageDataset("p", np.zeros((4, 224, 224, 3), np.uint8), np.array([0, 1, 2, 3]))
+    params = ccnn.CCNN.protocol_params("quick", photos)
+    assert params["backbone"] == "mobilenet_v2" and params["input_size"] == 0
+    assert params["train_layers"] == "adaptation"
+
+
+def test_the_shared_imagenet_weights_build_a_trunk_that_runs(shared_data):
+    path = shared_data / "weights" / "mobilenet_v2-imagenet-keras.pth"
+    if not path.is_file():
+        pytest.skip("shared mobilenet_v2 ImageNet weights not present")
+    data = _rgb_squares()
+    method = get_method("ccnn", **_pretrained_smoke("mobilenet_v2", str(path), train_layers="adaptation")).fit(data)
+    assert method.labels_.shape == (24,) and np.isfinite(method.embeddings_).all()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(next(method.net_.trunk.parameters()).cpu(), state["features.0.0.weight"])
+
+
+def test_the_next_fit_on_the_same_images_reuses_the_kept_trunk(random_mobilenet_file, monkeypatch):
+    data = _rgb_squares()
+    params = _pretrained_smoke("mobilenet_v2", str(random_mobilenet_file), train_layers="adaptation")
+    first = get_method("ccnn", **params).fit(data)
+    calls = []
+    monkeypatch.setattr(ccnn.CCNN, "_to_input", lambda self, images: calls.append(len(images)) or
+                        torch.zeros(len(images), 3, 32, 32))
+    second = get_method("ccnn", **{**params, "random_state": 1}).fit(data)
+    assert calls == []  # no image went through the trunk again
+    assert second.labels_.shape == first.labels_.shape
+    copy_of_images = ImageDataset("copy", data.images.copy(), data.labels)
+    get_method("ccnn", **params).fit(copy_of_images)
+    assert calls  # another array: its own trunk pass

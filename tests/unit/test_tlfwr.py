@@ -21,7 +21,8 @@ from photocluster.methods.tlfwr import (
     run_all_boots,
     select_reliable,
 )
-from photocluster.models.tlfwr_net import _split_alexnet, build_transfer_net
+from photocluster.features.pretrained import BACKBONES
+from photocluster.models.tlfwr_net import build_transfer_net
 from photocluster.progress import CancelToken, Cancelled
 
 
@@ -104,7 +105,7 @@ def test_alexnet_split_gives_the_fc7_blob():
 
     torch.manual_seed(0)
     model = torchvision.models.alexnet(weights=None).eval()
-    lower, upper, dim = _split_alexnet(model)
+    lower, upper, dim = BACKBONES["alexnet"].split(model)
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         expected = model.classifier[:6](torch.flatten(model.avgpool(model.features(x)), 1))
@@ -255,3 +256,99 @@ def test_mnist_quick_protocol_improves_every_boot_and_lowers_eta(mnist_dir):
         assert entry["final"]["nmi"] > entry["boot"]["nmi"], boot
     for key in ("acc", "nmi"):
         assert result["eta"]["final"][key] < result["eta"]["boot"][key]
+
+
+# -- ImageNet backbones from the registry and boots on their embeddings (issue 16) -------------------
+def pretrained_smoke(backbone: str, weights, **overrides) -> TransferLearningClustering:
+    params = dict(smoke_params_without_digit(), backbone=backbone, weights=weights, input_size=32, n_clusters=3)
+    params.update(overrides)
+    return TransferLearningClustering(**params)
+
+
+def smoke_params_without_digit() -> dict:
+    params = dict(TransferLearningClustering.smoke_params())
+    params.update(finetune="upper", max_rounds=2, epochs=1, batch_size=16)
+    return params
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
+                                      "resnet50", "resnet18", "alexnet"])
+def test_every_registry_backbone_is_split_fine_tuned_and_labels(backbone):
+    assert backbone in BACKBONES  # the list above must follow the registry
+    data = three_blocks(n_per=8)
+    method = pretrained_smoke(backbone, "none", input_size=64 if backbone == "alexnet" else 32).fit(data)
+    assert method.labels_.shape == (24,)
+    assert method.embeddings_.shape == (24, BACKBONES[backbone].feature_dim)
+    assert any(h.get("stage") == "fine-tuned" for h in method.history_)
+
+
+def test_backbone_and_boot_choices_follow_the_registry():
+    from photocluster.features.pretrained import BACKBONE_CHOICES
+
+    specs = {spec.name: spec for spec in TransferLearningClustering.parameter_specs()}
+    assert tuple(specs["backbone"].choices) == (*BACKBONE_CHOICES, "digit")
+    assert "mobilenet_v2+kmeans" in specs["boot"].choices and "hog+kmeans" in specs["boot"].choices
+    assert parse_boot("mobilenet_v2+kmeans") == ("mobilenet_v2", "kmeans")
+    assert parse_boot("convnext_tiny") == ("convnext_tiny", "kmeans")
+
+
+def test_embedding_boot_is_the_cached_embeddings_clustered(random_mobilenet_file):
+    from photocluster.features.embeddings import embedding_steps
+    from photocluster.progress import run_to_end
+    from sklearn.cluster import KMeans
+
+    data = three_blocks(n_per=8)
+    weights = str(random_mobilenet_file)
+    method = pretrained_smoke("mobilenet_v2", weights, boot="mobilenet_v2+kmeans").fit(data)
+    cached = run_to_end(embedding_steps(data.images, "mobilenet_v2", weights))
+    assert cached.n_cached == len(data)  # the boot wrote the embedding cache that k-means -p features= reads
+    expected = KMeans(3, n_init=10, random_state=0).fit_predict(cached.embeddings)
+    assert method.history_[0]["acc"] == pytest.approx(metrics.clustering_accuracy(data.labels, expected))
+    assert "reliable_purity" in method.history_[1]
+
+
+def test_kept_lower_layers_give_the_same_run_as_recomputing_them(random_mobilenet_file):
+    data = three_blocks(n_per=8)
+    kept = pretrained_smoke("mobilenet_v2", str(random_mobilenet_file)).fit(data)
+    recomputed = pretrained_smoke("mobilenet_v2", str(random_mobilenet_file), cache_lower=False).fit(data)
+    assert kept.labels_.tolist() == recomputed.labels_.tolist()
+    np.testing.assert_allclose(kept.embeddings_, recomputed.embeddings_, rtol=1e-3, atol=1e-4)
+    assert kept.predict(data.images[:4]).shape == (4,)
+
+
+def test_fine_tuning_a_pretrained_backbone_keeps_its_batch_norm_statistics(random_mobilenet_file):
+    data = three_blocks(n_per=8)
+    net_before = build_transfer_net("mobilenet_v2", 3, str(random_mobilenet_file), input_size=32)
+    method = pretrained_smoke("mobilenet_v2", str(random_mobilenet_file)).fit(data)
+    before = {k: v for k, v in net_before.state_dict().items() if "running_" in k}
+    after = method.net_.state_dict()
+    assert before and all(torch.equal(value, after[key].cpu()) for key, value in before.items())
+
+
+def test_a_wrong_weights_file_is_a_one_line_error_naming_the_backbone(random_mobilenet_file, tmp_path):
+    data = three_blocks(n_per=4)
+    with pytest.raises(UsageError) as wrong:
+        pretrained_smoke("resnet18", str(random_mobilenet_file)).fit(data)
+    assert "resnet18" in str(wrong.value) and "mobilenet_v2" in str(wrong.value) and "\n" not in str(wrong.value)
+    not_a_state_dict = tmp_path / "list.pth"
+    torch.save([1, 2, 3], not_a_state_dict)
+    with pytest.raises(UsageError) as foreign:
+        pretrained_smoke("mobilenet_v2", str(not_a_state_dict)).fit(data)
+    assert "mobilenet_v2" in str(foreign.value) and "\n" not in str(foreign.value)
+
+
+def test_quick_protocol_on_photos_fine_tunes_the_cpu_backbone_on_kept_lower_layers():
+    photos = ImageDataset("p", np.zeros((4, 224, 224, 3), np.uint8), np.array([0, 1, 2, 3]))
+    params = TransferLearningClustering.protocol_params("quick", photos)
+    assert params["backbone"] == "mobilenet_v2" and params["input_size"] == 0
+    assert TransferLearningClustering(**params)._uses_lower_cache()
+    assert TransferLearningClustering.protocol_params("paper", photos)["backbone"] == "alexnet"
+
+
+def test_the_shared_imagenet_weights_boot_and_fine_tune(shared_data):
+    path = shared_data / "weights" / "mobilenet_v2-imagenet-keras.pth"
+    if not path.is_file():
+        pytest.skip("shared mobilenet_v2 ImageNet weights not present")
+    data = three_blocks(n_per=8)
+    method = pretrained_smoke("mobilenet_v2", str(path), boot="mobilenet_v2+kmeans").fit(data)
+    assert method.history_[0]["acc"] > 0.6  # ImageNet features separate the three block families
