@@ -58,12 +58,17 @@ def scan_job(
     follow_links: bool = False,
     *,
     catalog: Any = None,
+    exclude: Sequence[Path] = (),
     cancel: CancelToken,
 ) -> Iterator[ProgressEvent]:
-    """Scan folders (and add the photos to ``catalog``); returns the :class:`~photocluster.library.scan.ScanReport`."""
+    """Scan folders (and add the photos to ``catalog``); returns the :class:`~photocluster.library.scan.ScanReport`.
+
+    ``exclude``: folders left out, as the folder mode leaves out its export destination (the copies an
+    export made inside a scanned folder are not new photos to sort).
+    """
     from photocluster.library.scan import FolderScan
 
-    scan = FolderScan(folders, include_hidden=include_hidden, follow_links=follow_links)
+    scan = FolderScan(folders, include_hidden=include_hidden, follow_links=follow_links, exclude=exclude)
     yield ProgressEvent("scan", message=f"scanning {', '.join(str(f) for f in folders)}")
     yield from scan.steps(cancel)
     if catalog is not None and scan.report.photos:

@@ -431,7 +431,11 @@ class MainWindow(QMainWindow):
             self.scan_summary_label.setText("Add a folder of photos to begin.")
             return False
         self.scan_summary_label.setText("Scanning…")
-        return self._start_job("scan", scan_job, list(self.folders), catalog=self.catalog,
+        # The last export destination is left out of the scan, as in the folder mode (issue 20): exported
+        # copies inside a scanned folder would otherwise come back as new photos on every scan.
+        exported_into = str(self.settings.value("export_destination", "") or "").strip()
+        exclude = [Path(exported_into).expanduser()] if exported_into else []
+        return self._start_job("scan", scan_job, list(self.folders), catalog=self.catalog, exclude=exclude,
                                returned=self._on_scan_done)
 
     def _on_scan_done(self, report: Any) -> None:

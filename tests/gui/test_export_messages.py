@@ -104,3 +104,17 @@ def test_a_busy_destination_gets_the_commands_sentence(qtbot, home, photos, tmp_
     with qtbot.waitSignal(dialog.export_finished, timeout=30_000):
         assert dialog.start_export()
     assert len([p for p in dest.rglob("*.jpg") if ".photocluster-export" not in p.parts]) == 9
+
+
+def test_the_app_leaves_its_export_destination_out_of_the_scan(qtbot, window, tmp_path):
+    from guitools import run_job
+
+    folder = tmp_path / "library"
+    write_colour_photos(folder, per_colour=2)
+    exported = folder / "sorted" / "Cluster 1"
+    write_colour_photos(exported, per_colour=2)  # what an earlier export put inside the scanned folder
+    window.settings.setValue("export_destination", str(folder / "sorted"))
+    assert run_job(qtbot, window, lambda: window.add_folders([folder])) == ("scan", "done")
+    assert len(window.scan_report.photos) == 6
+    assert window.scan_report.excluded == [folder / "sorted"]
+    assert "1 folder(s) excluded" in window.scan_summary_label.text()
