@@ -126,8 +126,22 @@ def create_main_window(argv: Sequence[str] | None = None):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Open the main window and run the Qt event loop; returns the exit code (see :func:`create_main_window`)."""
-    app, _window = create_main_window(argv)
+    """Open the main window and run the Qt event loop; returns the exit code (see :func:`create_main_window`).
+
+    A reason the app cannot start at all (its data folder cannot be written: ``PHOTOCLUSTER_HOME`` on a
+    read-only disk) is the command line's one line, on stderr and in a dialog, and exit code 2 — no traceback.
+    """
+    from photocluster.errors import UsageError
+
+    try:
+        app, _window = create_main_window(argv)
+    except UsageError as exc:
+        print(f"photocluster: error: {exc}", file=sys.stderr)
+        if QApplication.instance() is not None:
+            from photocluster.gui.dialogs import show_error
+
+            show_error(None, "photocluster cannot start", str(exc))
+        return 2
     return app.exec()
 
 

@@ -118,3 +118,15 @@ def test_the_app_leaves_its_export_destination_out_of_the_scan(qtbot, window, tm
     assert len(window.scan_report.photos) == 6
     assert window.scan_report.excluded == [folder / "sorted"]
     assert "1 folder(s) excluded" in window.scan_summary_label.text()
+
+
+def test_an_unwritable_data_folder_stops_the_app_with_the_commands_line(tmp_path, monkeypatch, capsys, dialogs):
+    from photocluster.gui import app
+
+    (tmp_path / "a-file").write_text("in the way")
+    monkeypatch.setenv("PHOTOCLUSTER_HOME", str(tmp_path / "a-file" / "home"))
+    assert app.main([]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("photocluster: error: cannot write photocluster's ") and "PHOTOCLUSTER_HOME" in line
+    assert dialogs.shown == [("photocluster cannot start",
+                              "photocluster cannot start: " + line[len("photocluster: error: "):])]
