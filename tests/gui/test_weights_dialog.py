@@ -3,7 +3,8 @@ weights file, another try, or a method that needs no download — and remembers 
 
 Nothing is downloaded: torch's download function is replaced (it fails, or "downloads" by writing a network
 of random weights made here), and so is the file dialog. Training runs in this process (not in a child
-process) so that the replacements apply to it.
+process) so that the replacements apply to it; the last test checks that the error comes back from the
+training process too.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import functools
 import re
 import urllib.error
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 from PySide6.QtWidgets import QFileDialog
 
 from guitools import run_job
+from photocluster.errors import WeightsUnavailable
+from photocluster.methods import base
 from photocluster.methods.recommend import NO_WEIGHTS_CHOICE
+from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
 pytestmark = pytest.mark.gui
 
@@ -136,3 +141,35 @@ def test_a_method_that_needs_no_download_is_used_and_remembered(qtbot, failed, o
     window.close()
     again = make_window()  # the next run uses it without asking
     assert again.method_picker.choice == NO_WEIGHTS_CHOICE
+
+
+
+class OfflineMethod(base.ClusteringMethod):
+    """Fails as a pre-trained method does offline (module level: the training process imports it by name)."""
+
+    name = "test-offline"
+    description = "A test method whose pre-trained weights cannot be downloaded."
+    family = "deep"
+
+    def __init__(self, n_clusters: int = 2):
+        self.n_clusters = n_clusters
+
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+        yield ProgressEvent("train", 0, 1)
+        raise WeightsUnavailable("cannot get the pre-trained resnet18 weights (no network): … or pass --weights PATH",
+                                 backbone="resnet18", url="https://example.invalid/resnet18.pth",
+                                 target="/nowhere/resnet18.pth", reason="no network (test)")
+
+
+def test_the_dialog_opens_when_the_training_process_cannot_download(qtbot, make_window, generated_photos, dialogs,
+                                                                     monkeypatch):
+    monkeypatch.setitem(base._REGISTRY, OfflineMethod.name, OfflineMethod)
+    window = make_window()
+    assert run_job(qtbot, window, lambda: window.add_folders([generated_photos])) == ("scan", "done")
+    window.method_picker.set_method(OfflineMethod.name)
+    assert run_job(qtbot, window, window.start_training) == ("train", "failed")  # in a child process
+    assert not dialogs.shown  # not an error box with the command line's message...
+    dialog = window.weights_dialog  # ...the weights dialog, with what came back from the child
+    assert dialog.isVisible() and "resnet18" in dialog.text_label.text()
+    assert "example.invalid/resnet18.pth" in dialog.text_label.text() and "--weights" not in dialog.text_label.text()
+    assert [(r.method, r.status) for r in window.catalog.runs()] == [(OfflineMethod.name, "failed")]
