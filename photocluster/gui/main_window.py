@@ -493,6 +493,8 @@ class MainWindow(QMainWindow):
         n_clusters = len(set(result.labels.tolist()))
         recorded = f" (run {result.run_id})" if result.run_id is not None else ""
         self.log_panel.log(f"{result.method}: {n_clusters} clusters of {len(result.labels)} photos{recorded}")
+        chosen = next((note for note in result.notes if note.startswith("k = ")), "")  # k was chosen: "auto"
+        self.method_picker.show_chosen_k(result.params.get("n_clusters") if chosen else None, chosen)
         self.refresh_clusters()
         for warning in result.warnings:  # (already in the log as a progress message)
             show_warning(self, "Check the clusters", warning)

@@ -204,6 +204,8 @@ class MethodPicker(QWidget):
         self.clusters_spin.setSpecialValueText("auto")  # 1 cluster is meaningless, so the minimum means "auto"
         self.clusters_spin.setValue(self.clusters_spin.minimum())
         self.clusters_spin.setToolTip("Number of clusters; 'auto' lets photocluster estimate it")
+        self.chosen_k_label = QLabel()  # what "auto" chose in the last run, and how sure it was
+        self.chosen_k_label.setWordWrap(True)
 
         self.device_combo = QComboBox()
         for name in ("auto", "cpu", "cuda", "mps"):
@@ -239,7 +241,10 @@ class MethodPicker(QWidget):
         top.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         top.addRow("Method", self.method_combo)
         top.addRow(self.summary_label)
-        top.addRow("Clusters", self.clusters_spin)
+        clusters_row = QHBoxLayout()
+        clusters_row.addWidget(self.clusters_spin)
+        clusters_row.addWidget(self.chosen_k_label, 1)
+        top.addRow("Clusters", clusters_row)
         device_row = QHBoxLayout()
         device_row.addWidget(self.device_combo)
         device_row.addWidget(self.device_label, 1)
@@ -349,6 +354,17 @@ class MethodPicker(QWidget):
 
     def set_n_clusters(self, value: int | None) -> None:
         self.clusters_spin.setValue(self.clusters_spin.minimum() if value is None else value)
+
+    def show_chosen_k(self, k: int | None, how: str = "") -> None:
+        """Say what "auto" chose in the last run and how sure it was (``how``: the pipeline's sentence,
+        "k = 5 (…; clear: silhouette …)"); None clears it (the last run was given its k)."""
+        if k is None:
+            self.chosen_k_label.clear()
+            self.chosen_k_label.setToolTip("")
+            return
+        sure = next((word for word in ("clear", "likely", "uncertain") if f"; {word}:" in how), "")
+        self.chosen_k_label.setText(f"last run: {k}" + (f", {sure}" if sure else ""))
+        self.chosen_k_label.setToolTip(how)
 
     @property
     def device(self) -> str:

@@ -3,6 +3,8 @@ a collapsed "Advanced", and every choice's parameters applied when it is selecte
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from PySide6.QtCore import Qt
 
@@ -116,3 +118,20 @@ def test_the_chosen_method_is_there_when_the_app_opens_again(make_window):
     first.close()
     second = make_window()
     assert second.method_picker.choice.label == "MMDC"
+
+
+def test_after_an_automatic_k_the_picker_says_what_was_chosen_and_how_sure(qtbot, window, generated_photos):
+    from guitools import run_job
+
+    assert run_job(qtbot, window, lambda: window.add_folders([generated_photos])) == ("scan", "done")
+    picker = window.method_picker
+    picker.set_choice(NO_WEIGHTS_CHOICE)
+    assert picker.n_clusters() is None and not picker.chosen_k_label.text()
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    k = len(window.cluster_model.clusters())
+    sure = re.fullmatch(rf"last run: {k}, (clear|likely|uncertain)", picker.chosen_k_label.text())
+    assert sure, picker.chosen_k_label.text()
+    assert picker.chosen_k_label.toolTip().startswith(f"k = {k} (") and "silhouette" in picker.chosen_k_label.toolTip()
+    picker.set_n_clusters(3)  # a k given by the person: nothing to explain
+    assert run_job(qtbot, window, window.start_training) == ("train", "done")
+    assert not picker.chosen_k_label.text()
