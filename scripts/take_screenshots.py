@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", type=Path, default=WEIGHTS if WEIGHTS.is_file() else None,
                         help="a weights file for the pre-trained network, used when its download is not cached "
                              "(default: ../shared/data/weights/mobilenet_v2-imagenet-keras.pth)")
-    parser.add_argument("--clusters", type=int, default=5)
+    parser.add_argument("--clusters", type=lambda v: None if v == "auto" else int(v), default=None,
+                        help="number of clusters, or auto (the default: the app's own)")
     parser.add_argument("--full-params", action="store_true",
                         help="train with the method's default parameters instead of its seconds-long smoke_params")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
