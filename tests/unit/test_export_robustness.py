@@ -233,6 +233,24 @@ def test_the_lock_of_another_process_means_busy_and_dies_with_it(tmp_path):
     DestinationLock(dest).release()  # the kernel dropped it with the process: no stale lock
 
 
+def test_without_advisory_locks_a_pid_file_is_the_lock_and_a_dead_holder_is_stale(tmp_path, monkeypatch):
+    def no_flock(fd):  # some network shares refuse flock
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(export, "try_lock_exclusively", no_flock)
+    dest = tmp_path / "dest"
+    lock = DestinationLock(dest)
+    pid_file = dest / JOURNAL_DIR_NAME / "lock.pid"
+    assert pid_file.read_text().strip() == str(os.getpid())
+    with pytest.raises(DestinationBusyError, match=f"process {os.getpid()}"):
+        DestinationLock(dest)
+    lock.release()
+    assert not pid_file.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid_file.write_text(dead.stdout)  # left by a process that crashed
+    DestinationLock(dest).release()  # stale: taken over
+
+
 def test_a_session_plan_runs_under_the_session_lock(tmp_path):
     src = tmp_path / "src"
     photos = _write_photos(src, ["a.png", "b.png"])
