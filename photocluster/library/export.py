@@ -1651,7 +1651,10 @@ def prepare_export(
         ancestor = _existing_ancestor(destination)
         if not os.access(ancestor, os.W_OK | os.X_OK):
             raise ExportError(f"cannot write into the export destination {_shown(destination)}: permission denied")
-        if destination.is_dir():
+        if destination.is_dir() and destination_busy(destination):
+            session.warnings.append(f"another export is running into {_shown(destination)} now; this export "
+                                    "would have to wait for it")
+        elif destination.is_dir():
             pending = pending_exports(destination)
             if pending:
                 session.warnings.append(

@@ -202,6 +202,9 @@ def test_a_second_export_into_a_busy_destination_is_refused_and_touches_nothing(
     assert pending_exports() == []  # the app's start-up offer skips a destination in use
     with pytest.raises(DestinationBusyError):
         prepare_export(dest, "move")
+    with prepare_export(dest, "move", dry_run=True) as dry_run:  # a dry run changes nothing: it may look
+        assert dry_run.warnings == [f"another export is running into {dest} now; this export would have to "
+                                    "wait for it"]
     for _ in running:
         pass
     assert first.report.ok and len(_exported(dest)) == 4 and not any(p.exists() for p in photos)
