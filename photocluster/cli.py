@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     folder.add_argument("--export", metavar="DEST", help="export each cluster into DEST/<cluster name>/")
     folder.add_argument("--mode", choices=("copy", "move", "hardlink", "symlink"), default=None,
                         help="how --export places the photos (default copy)")
+    folder.add_argument("--preset", choices=("fast", "thorough"), default="fast",
+                        help="a method's settings for photo folders: fast (minutes on a laptop) or thorough "
+                        "(default fast; -p KEY=VALUE overrides either)")
+    folder.add_argument("--no-estimate", action="store_true",
+                        help="skip the calibration runs that estimate time and memory before training")
     folder.add_argument("--dry-run", action="store_true", help="show the export plan, change nothing")
     folder.add_argument("--include-hidden", action="store_true", help="also scan hidden files and folders")
     folder.add_argument("--follow-links", action="store_true", help="follow symbolic links (loops are detected)")

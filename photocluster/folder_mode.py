@@ -231,7 +231,9 @@ def _run(args: argparse.Namespace, folders: list[Path], method: str, k: int | No
     params = _method_params(method, args, k, base) if k is not None else {
         key: value for key, value in _method_params(method, args, 2, base).items() if key != "n_clusters"}
     name = "folder:" + ";".join(str(f) for f in folders)
-    outcome = drive(cluster_steps(report.photos, method, params, cancel=token, decode_name=name),
+    outcome = drive(cluster_steps(report.photos, method, params, cancel=token, decode_name=name,
+                                  preset=getattr(args, "preset", "fast"),
+                                  estimate=not getattr(args, "no_estimate", False)),
                     label=method, quiet=quiet)
     print_skipped(outcome.decode_skipped, heading="could not be decoded")
     groups = outcome.groups or groups_from_labels(outcome.labels, outcome.confidence)

@@ -175,6 +175,22 @@ class ClusteringOutcome:
     run_id: int | None = None
     groups: list[ClusterGroup] | None = None
     suggested_names: dict[int, str] = field(default_factory=dict)
+    estimate: Any = None
+
+
+def with_preset(method: str, params: dict[str, Any], preset: str, dataset: ImageDataset) -> dict[str, Any]:
+    """``params`` over the method's photo preset: a parameter set to something other than its default wins;
+    one at its default (the GUI's form sends every parameter) takes the preset's value."""
+    from photocluster.methods.base import method_class
+
+    cls = method_class(method)
+    try:
+        preset_params = cls.photo_preset(preset, dataset)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    defaults = {spec.name: spec.default for spec in cls.parameter_specs()}
+    chosen = {key: value for key, value in params.items() if key not in defaults or value != defaults[key]}
+    return {**params, **preset_params, **chosen}
 
 
 def decode_size(method: str, params: dict[str, Any]) -> int:
@@ -217,7 +233,8 @@ def choose_k_steps(dataset: ImageDataset, method: str, params: dict[str, Any], *
 def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, Any], *,
                   cancel: CancelToken = NEVER_CANCELLED, decode_name: str = "library",
                   catalog_path: str | Path | None = None, run_id: int | None = None, record: bool = True,
-                  fit_context: Any = None) -> Iterator[ProgressEvent]:
+                  fit_context: Any = None, preset: str | None = "fast",
+                  estimate: bool = True) -> Iterator[ProgressEvent]:
     """Decode → choose k when ``params`` has none → ``fit_steps`` → check → record; returns a :class:`ClusteringOutcome`.
 
     Parameters
@@ -235,6 +252,13 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     fit_context:
         A callable returning a context manager to hold while the method trains (the app limits the compute
         threads so the window keeps a core), or None.
+    preset:
+        "fast" or "thorough" (:meth:`~photocluster.methods.base.ClusteringMethod.photo_preset`): the method's
+        settings for a photo folder, under the parameters given (a parameter left at its default takes the
+        preset's value); None uses the parameters as given (the method's defaults are its paper's schedule).
+    estimate:
+        State the expected time and peak memory before training, from calibration runs on samples of these
+        photos (:mod:`photocluster.estimate`); the outcome's ``estimate`` keeps it.
     """
     from photocluster.methods.base import get_method, method_class
     from photocluster.result_check import result_warnings
@@ -257,6 +281,16 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     k = params.get("n_clusters")
     if k is not None and k > len(dataset):
         raise UsageError(f"{k} groups asked for, but only {len(dataset)} photos could be decoded")
+    if preset is not None:
+        params = with_preset(method, params, preset, dataset)
+    run_estimate = None
+    if estimate:
+        from photocluster.estimate import estimate_steps
+
+        with fit_context() if fit_context is not None else _no_context():
+            run_estimate = yield from estimate_steps(dataset, method, params, cancel=cancel)
+        if run_estimate is not None:
+            notes.append(f"estimate: {run_estimate.describe()}")
 
     try:
         estimator = get_method(method, **params)
@@ -281,7 +315,8 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
         yield _message(notes, "check", warning)
     outcome = ClusteringOutcome(dataset=dataset, photos=decoded.photos, decode_skipped=decoded.skipped,
                                 labels=labels, confidence=confidence, method=method, params=params,
-                                seconds=seconds, notes=notes, warnings=warnings, k_choice=k_choice)
+                                seconds=seconds, notes=notes, warnings=warnings, k_choice=k_choice,
+                                estimate=run_estimate)
     outcome.suggested_names = yield from naming_steps(dataset, labels, confidence, method, params, cancel=cancel)
     if record:
         cancel.raise_if_cancelled()

@@ -41,6 +41,10 @@ class ParamSpec:
     maximum: float | None = None
 
 
+#: The settings a photo folder can be sorted with (see :meth:`ClusteringMethod.photo_preset`).
+PHOTO_PRESETS = ("fast", "thorough")
+
+
 class ClusteringMethod:
     """Base class of all methods. Subclasses declare their parameters explicitly in ``__init__``."""
 
@@ -96,6 +100,19 @@ class ClusteringMethod:
         if protocol not in ("quick", "paper"):
             raise ValueError(f"unknown protocol {protocol!r}; choose quick or paper")
         return {}
+
+    @classmethod
+    def photo_preset(cls, preset: str, dataset: ImageDataset) -> dict[str, Any]:
+        """Settings for sorting a person's photo folder: ``"fast"`` (minutes on a laptop CPU, memory bounded
+        by the model and the batch) or ``"thorough"`` (a longer schedule for a better grouping). The
+        ``paper`` protocol is for benchmarks only: its schedules take hours or days without a GPU.
+
+        Default: the method's ``quick`` benchmark protocol for both (classical methods: nothing to change);
+        methods whose quick protocol does not fit a laptop override this.
+        """
+        if preset not in PHOTO_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose {' or '.join(PHOTO_PRESETS)}")
+        return cls.protocol_params("quick", dataset)
 
     @classmethod
     def pretrained_backbone(cls, params: dict[str, Any]) -> str | None:

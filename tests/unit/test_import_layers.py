@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("photocluster.cli", "photocluster.__main__"),
     ("photocluster.gui",),
     ("photocluster.folder_mode", "photocluster.benchmarks", "photocluster.training_process"),
-    ("photocluster.pipeline", "photocluster.result_check"),
+    ("photocluster.pipeline", "photocluster.result_check", "photocluster.estimate"),
     ("photocluster.library", "photocluster.methods"),
     ("photocluster.models", "photocluster.features", "photocluster.data", "photocluster.metrics"),
     ("photocluster.errors", "photocluster.progress", "photocluster.config", "photocluster.devices",
