@@ -13,17 +13,15 @@ import functools
 import re
 import urllib.error
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
 from PySide6.QtWidgets import QFileDialog
 
-from guitools import run_job
+from guitools import BrokenMethod, run_job
 from photocluster.errors import WeightsUnavailable
 from photocluster.methods import base
 from photocluster.methods.recommend import NO_WEIGHTS_CHOICE
-from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
 pytestmark = pytest.mark.gui
 
@@ -143,19 +141,13 @@ def test_a_method_that_needs_no_download_is_used_and_remembered(qtbot, failed, o
     assert again.method_picker.choice == NO_WEIGHTS_CHOICE
 
 
-
-class OfflineMethod(base.ClusteringMethod):
+class OfflineMethod(BrokenMethod):
     """Fails as a pre-trained method does offline (module level: the training process imports it by name)."""
 
     name = "test-offline"
     description = "A test method whose pre-trained weights cannot be downloaded."
-    family = "deep"
 
-    def __init__(self, n_clusters: int = 2):
-        self.n_clusters = n_clusters
-
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
-        yield ProgressEvent("train", 0, 1)
+    def fail(self) -> None:
         raise WeightsUnavailable("cannot get the pre-trained resnet18 weights (no network): … or pass --weights PATH",
                                  backbone="resnet18", url="https://example.invalid/resnet18.pth",
                                  target="/nowhere/resnet18.pth", reason="no network (test)")
