@@ -351,10 +351,20 @@ def naming_steps(dataset: ImageDataset, labels: np.ndarray, confidence: np.ndarr
                                                 cancel=cancel)
             classes = naming.top_classes(result.embeddings * result.norms[:, None], backbone, weights)
         order = None if confidence is None else np.argsort(-confidence, kind="stable")
-        return naming.suggest_names(labels, classes, list(dataset.paths or []), order)
+        return naming.suggest_names(labels, classes, list(dataset.paths or []), order, date_of=_photo_date)
     except (OSError, ValueError, RuntimeError, UsageError) as exc:  # names are a courtesy, never a failure
         yield ProgressEvent("names", step=1, total=1, message=f"note: no names suggested ({exc})")
         return {}
+
+
+def _photo_date(path: str):
+    """A photo's EXIF date, read with Pillow's pixel limit lifted: the scan already told real photos of
+    100+ megapixels from bombs, and Pillow would warn about or refuse them again."""
+    from photocluster.features.naming import photo_date
+    from photocluster.library.scan import PillowLimitSuspended
+
+    with PillowLimitSuspended():
+        return photo_date(path)
 
 
 class _no_context:

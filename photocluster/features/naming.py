@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -93,9 +93,12 @@ def describe_dates(dates: Sequence[datetime]) -> str:
 
 
 def suggest_names(labels: np.ndarray, classes: np.ndarray | None, paths: Sequence[str],
-                  order: np.ndarray | None = None, class_names: Sequence[str] | None = None) -> dict[int, str]:
+                  order: np.ndarray | None = None, class_names: Sequence[str] | None = None,
+                  date_of: Callable[[str], datetime | None] = photo_date) -> dict[int, str]:
     """A suggested name for each cluster label ("daisy · May 2021", "daisy", "May 2021"), or none for a label
-    with neither a shared class nor dates. ``order``: rows surest first (dates are read from those)."""
+    with neither a shared class nor dates. ``order``: rows surest first (dates are read from those);
+    ``date_of``: how a photo's date is read (the pipeline lifts Pillow's pixel limit for photos the scan
+    already accepted)."""
     names = class_names if class_names is not None else (imagenet_class_names() if classes is not None else [])
     rows_in_order = np.arange(len(labels)) if order is None else np.asarray(order)
     suggestions: dict[int, str] = {}
@@ -107,7 +110,7 @@ def suggest_names(labels: np.ndarray, classes: np.ndarray | None, paths: Sequenc
             if count >= MIN_CLASS_SHARE * len(members):
                 parts.append(plain_words(names[top]))
         sample = members[:DATE_SAMPLE]
-        dates = [d for d in (photo_date(paths[i]) for i in sample) if d is not None]
+        dates = [d for d in (date_of(paths[i]) for i in sample) if d is not None]
         # a date names the cluster only when most of the photos read have one (three dated scans in a
         # cluster of undated photos say nothing about the cluster)
         when = describe_dates(dates) if len(dates) >= 0.5 * len(sample) else ""
