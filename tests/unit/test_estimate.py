@@ -20,7 +20,7 @@ def _photos(n: int) -> ImageDataset:
 def test_presets_replace_the_paper_schedule_but_not_what_the_person_set():
     photos = _photos(300)
     fast = with_preset("mmdc", {"n_clusters": 5, "epochs": 50}, "fast", photos)  # 50 is the default: preset wins
-    assert fast["epochs"] == 6 and fast["input_size"] == 64 and fast["batch_size"] == 64 and fast["n_clusters"] == 5
+    assert fast["epochs"] == 6 and fast["input_size"] == 64 and fast["batch_size"] == 32 and fast["n_clusters"] == 5
     mine = with_preset("mmdc", {"n_clusters": 5, "epochs": 3}, "thorough", photos)
     assert mine["epochs"] == 3 and mine["input_size"] == 96
     assert with_preset("dac", {"n_clusters": 5}, "fast", photos)["max_passes"] == 3
