@@ -388,7 +388,8 @@ class TrainingResult:
 
 def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, cancel: CancelToken,
                  method_cls: type | None = None, catalog_path: str | None = None,
-                 run_id: int | None = None, return_photos: bool = True) -> Iterator[ProgressEvent]:
+                 run_id: int | None = None, return_photos: bool = True, preset: str = "fast",
+                 ) -> Iterator[ProgressEvent]:
     """The app's training job: :func:`photocluster.pipeline.cluster_steps`; returns a :class:`TrainingResult`.
 
     ``params`` without ``n_clusters`` means "automatic" for methods that take one (the pipeline's rule).
@@ -398,7 +399,8 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
     (:func:`compute_threads_leaving_one_core`), so the window keeps a core. ``return_photos=False`` leaves
     ``photos`` empty (``photo_rows`` says which of the given photos each row is): a child process then sends
     back numbers only, no objects for the parent to rebuild — unpickling 200 photo records in the GUI
-    process's relay thread was measured to stall its event loop 300 ms.
+    process's relay thread was measured to stall its event loop 300 ms. ``preset``: the method's photo
+    settings, "fast" or "thorough" (their time and memory are estimated before training).
     """
     from photocluster.methods.base import _load_builtin_methods, method_class, register
     from photocluster.pipeline import cluster_steps
@@ -416,7 +418,7 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
     record = catalog_path is not None and run_id is not None
     outcome = yield from cluster_steps(list(photos), method, dict(params), cancel=cancel, decode_name="library",
                                        catalog_path=catalog_path, run_id=run_id, record=record,
-                                       fit_context=compute_threads_leaving_one_core)
+                                       fit_context=compute_threads_leaving_one_core, preset=preset)
     row_of_path = {str(p.path): i for i, p in enumerate(photos)}
     return TrainingResult(
         photos=list(outcome.photos) if return_photos else [],

@@ -79,7 +79,7 @@ def scan_job(
 
 def training_job(
     photos: Sequence[Any], method: str, params: dict[str, Any], *, catalog: Any = None, cancel: CancelToken,
-    in_child_process: bool = True,
+    in_child_process: bool = True, preset: str = "fast",
 ) -> Iterator[ProgressEvent]:
     """Decode (cached) → choose k when asked ("auto") → ``fit_steps`` → record in ``catalog``.
 
@@ -104,13 +104,13 @@ def training_job(
             try:
                 work = start_in_process(train_photos, list(photos), method, dict(params), cancel=cancel,
                                         method_cls=method_cls, catalog_path=catalog_path, run_id=run_id,
-                                        return_photos=False)
+                                        return_photos=False, preset=preset)
             except (OSError, RuntimeError) as exc:
                 yield ProgressEvent("train", message=f"cannot start a training process ({exc}); "
                                                      "training in this process instead")
         if work is None:
             work = train_photos(list(photos), method, dict(params), cancel=cancel, method_cls=method_cls,
-                                catalog_path=catalog_path, run_id=run_id)
+                                catalog_path=catalog_path, run_id=run_id, preset=preset)
         result = yield from work
         if not result.photos:  # sent back as row numbers (see train_photos)
             result.photos = [photos[i] for i in result.photo_rows.tolist()]

@@ -484,7 +484,8 @@ class MainWindow(QMainWindow):
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         self.log_panel.log(f"train {method} ({shown or 'defaults'}) on {len(self.scan_report.photos)} photos")
         return self._start_job("train", training_job, list(self.scan_report.photos), method, params,
-                               catalog=self.catalog, returned=self._on_training_done)
+                               catalog=self.catalog, preset=self.method_picker.preset,
+                               returned=self._on_training_done)
 
     def _on_training_done(self, result: TrainingResult) -> None:
         self.last_result = result  # (its notes were logged as they were yielded)

@@ -213,6 +213,14 @@ class MethodPicker(QWidget):
         self.device_label = QLabel(self._found_device())
         self.device_label.setWordWrap(True)
 
+        # The method's settings for a photo folder (photocluster.methods.base.photo_preset); the paper
+        # schedules are for benchmarks and would take hours or days here.
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItem("Fast — minutes on a laptop", "fast")
+        self.preset_combo.addItem("Thorough — a longer training", "thorough")
+        self.preset_combo.setToolTip("How long the method may train. The time and memory it will take are "
+                                     "estimated on your photos before training starts.")
+
         self.param_form = QFormLayout()  # the choice's own parameters (features, backbone, weights)
         self.param_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.advanced_form = QFormLayout()  # everything else
@@ -249,6 +257,7 @@ class MethodPicker(QWidget):
         device_row.addWidget(self.device_combo)
         device_row.addWidget(self.device_label, 1)
         top.addRow("Device", device_row)
+        top.addRow("Settings", self.preset_combo)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
@@ -369,6 +378,11 @@ class MethodPicker(QWidget):
     @property
     def device(self) -> str:
         return str(self.device_combo.currentData())
+
+    @property
+    def preset(self) -> str:
+        """"fast" or "thorough": the method's settings for a photo folder."""
+        return str(self.preset_combo.currentData())
 
     def param_values(self) -> dict[str, Any]:
         """The parameters set in the form, typed as the method expects (empty text → the default)."""

@@ -135,3 +135,14 @@ def test_after_an_automatic_k_the_picker_says_what_was_chosen_and_how_sure(qtbot
     picker.set_n_clusters(3)  # a k given by the person: nothing to explain
     assert run_job(qtbot, window, window.start_training) == ("train", "done")
     assert not picker.chosen_k_label.text()
+
+
+def test_the_settings_default_to_fast_and_thorough_reaches_the_training(window, monkeypatch):
+    picker = window.method_picker
+    assert picker.preset == "fast"
+    picker.preset_combo.setCurrentIndex(picker.preset_combo.findData("thorough"))
+    started = {}
+    monkeypatch.setattr(window, "scan_report", type("Report", (), {"photos": ["p.jpg"]})(), raising=False)
+    monkeypatch.setattr(window, "_start_job", lambda name, func, *args, **kwargs: started.update(kwargs) or True)
+    assert window.start_training() is not False
+    assert started["preset"] == "thorough"
