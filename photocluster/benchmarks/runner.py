@@ -534,3 +534,11 @@ def print_listing() -> None:
             print(f"  {'':<14} paper: {cls.paper}")
         for protocol, line in cls.describe_protocols().items():
             print(f"  {'':<14} --protocol {protocol}: {line}")
+    print()
+    print("Pre-trained networks (-p features=NAME for the classical methods, -p backbone=NAME for ccnn/tlfwr;")
+    print("--weights default downloads torchvision's ImageNet weights once, --weights FILE uses a state dict):")
+    from photocluster.features.pretrained import BACKBONES
+
+    for spec in BACKBONES.values():
+        recommended = {"cpu": "  [recommended on a CPU]", "gpu": "  [recommended on a GPU]"}.get(spec.recommended, "")
+        print(f"  {spec.name:<20} {spec.feature_dim:>5}-d embedding at {spec.input_size} px: {spec.note}{recommended}")

@@ -58,6 +58,10 @@ def test_list_shows_data_sets_and_methods(capsys):
     assert "stl10" in out and "13,000" in out and "96x96x3" in out
     for name in ("kmeans", "gmm", "agglomerative", "spectral", "nmf"):
         assert f"  {name} " in out
+    networks = [line.split()[0] for line in out.split("Pre-trained networks")[1].splitlines()[2:] if line.strip()]
+    assert networks[:5] == ["mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "resnet50"]
+    assert "mobilenet_v2" in [l.split()[0] for l in out.splitlines() if "[recommended on a CPU]" in l]
+    assert "convnext_tiny" in [l.split()[0] for l in out.splitlines() if "[recommended on a GPU]" in l]
     assert "--protocol quick:" in out and "--protocol paper:" in out
 
 
