@@ -2,7 +2,7 @@
 
 A training run can end "successfully" with a useless result: a deep method whose training collapsed puts
 (nearly) every photo into one cluster — measured for CCNN on MNIST from random initialisation, where 99.7 %
-of the images end in one cluster (README, Benchmarks). Nothing has failed, so no error is raised, but the
+of the images end in one cluster (docs/benchmarks.md). Nothing has failed, so no error is raised, but the
 person is told plainly, with what to try instead, rather than left to find 9,000 photos in one folder.
 
 Only trained (``family = "deep"``) methods are checked: k-means on real photos often leaves one big

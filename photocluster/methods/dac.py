@@ -49,7 +49,7 @@ Choices and deviations, all documented as parameters:
   frame, MNIST's own format (:func:`~photocluster.models.dac_net.frame_to_network` says why it can matter).
   Neither the paper nor the authors' code had such images (their smallest set is MNIST itself). ``frame``
   won on a digits stand-in made from MNIST (``scripts/dac_small_input_check.py``) but lost on digits itself
-  (quick protocol, 3 seeds: 0.562 against 0.638, README), so ``fill`` stays the default.
+  (quick protocol, 3 seeds: 0.562 against 0.638, docs/methods/dac.md), so ``fill`` stays the default.
 * ``cuda_graph`` (off by default, CUDA only): replay each training step from a captured CUDA graph
   (:mod:`photocluster.cuda_graph`). The same arithmetic; it only removes the host's cost of launching the
   step's ~220 operator calls one by one, which bounds this small network's step on a GPU.

@@ -522,7 +522,7 @@ def test_progress_events_carry_schedule_and_eta():
     "subset but 0.959 on a 10,000-image one: DAC needs more images than digits has, it is not the 8x8 input. "
     "The paper's full 51-pass protocol on digits (2026-11-23, 83 min) gives 0.432: more training does not help. "
     "A smaller lr helps (12 passes, seeds 0/1/2: lr 3e-5 0.746/0.807/0.744, 1e-4 0.647/0.649) but the lr that "
-    "a 1,797-image MNIST subset picks (1e-4) misses, so it was not adopted (README). "
+    "a 1,797-image MNIST subset picks (1e-4) misses, so it was not adopted (docs/methods/dac.md). "
     "Why (2026-11-23, the runner's selection table): the random net's confident 'similar' pairs on digits are "
     "21 % right (chance 10 %) and at lr 1e-3 the net locks onto a partition whose similar pairs are ~46 % right. "
     "k-means: 0.79. After the two fixes of 2026-12-02 (batch norm after the 28-px net's average pool, RMSprop "
