@@ -74,3 +74,23 @@ class ImageDataset:
             paths=None if self.paths is None else [self.paths[i] for i in indices],
             info=dict(self.info),
         )
+
+
+def release_read_pages(images: np.ndarray) -> None:
+    """Let go of the pages of a memory-mapped image array that this process has read.
+
+    A photo library is a ``numpy.memmap`` on the decode cache: each page read stays mapped, and counts in
+    the process's resident memory, until the mapping is closed — a pass over 20,000 photos at 224 px would
+    show as 3 GB. Its pages are clean copies of the file, so dropping them (``madvise(MADV_DONTNEED)``) costs
+    nothing but a re-read from the OS's file cache; call it after each stretch of batches to keep memory
+    bounded by the model and the batch. Does nothing for in-memory arrays or where ``madvise`` is missing.
+    """
+    mapping = getattr(images, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise"):
+        return
+    import mmap
+
+    try:
+        mapping.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError, AttributeError):
+        pass

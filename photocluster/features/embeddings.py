@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from photocluster.data.dataset import release_read_pages
 from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
 #: Images per forward pass: small enough for a laptop's memory at 224 px, large enough to keep a GPU busy.
@@ -153,7 +154,10 @@ def embedding_steps(images: np.ndarray, backbone: str, weights: str | Path | Non
                 out[row] = vector
                 if folder is not None:
                     _write_entry(folder, keys[row], vector)
+            if (start // batch_size) % 32 == 31:
+                release_read_pages(images)  # a pass over a large library must not keep every page it read
             yield ProgressEvent("features", n_cached + start + len(rows), n)
+        release_read_pages(images)
     seconds = time.perf_counter() - started
     norms = np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     out /= norms

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from photocluster.checkpoints import load_checkpoint, save_checkpoint
-from photocluster.data.dataset import ImageDataset
+from photocluster.data.dataset import ImageDataset, release_read_pages
 from photocluster.data.transforms import (
     BatchAugmenter,
     get_preset,
@@ -545,6 +545,9 @@ class MMDC(ClusteringMethod):
             parts.append(out.cpu().numpy())
             if throttle.ready():
                 yield ProgressEvent(stage, stop, n, message=f"embedding images ({stop}/{n})")
+            if (start // step) % 32 == 31:
+                release_read_pages(self._dataset_images if images is None else images)
+        release_read_pages(self._dataset_images if images is None else images)
         yield np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, int(self.n_clusters)), np.float32)
 
     def _embed(self, images: np.ndarray | None, head: str = "cluster") -> np.ndarray:
@@ -768,6 +771,7 @@ class MMDC(ClusteringMethod):
                 following = stages.index(stage) + 1
                 self._position = 0
                 self._order = torch.randperm(n_train, generator=self.generator_)
+                release_read_pages(self._dataset_images)  # a streamed library keeps no page it read
                 if following < len(stages):
                     self._stage = stages[following]
                 else:
