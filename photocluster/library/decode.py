@@ -62,7 +62,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from photocluster.data.dataset import ImageDataset
+from photocluster.data.dataset import ImageDataset, release_read_pages
 from photocluster.library.scan import (
     FolderScan,
     PhotoFile,
@@ -77,6 +77,8 @@ from photocluster.library.scan import (
 from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
 
 DEFAULT_SIZE = 96
+#: Photos written into a memory-mapped array between write-backs (see :func:`_write_back_and_release`).
+_RELEASE_EVERY = 512
 DEFAULT_THUMB_SIZE = 256
 THUMB_QUALITY = 85
 #: Photos per task sent to a worker: small enough that a cancel waits for at most a chunk (well under a
@@ -141,6 +143,14 @@ def _cache_root(cache_root: Path | None) -> Path:
     from photocluster.config import cache_dir
 
     return cache_dir()
+
+
+def _write_back_and_release(array: np.memmap) -> None:
+    """Write a memmap's dirty pages to its file and unmap them: pages written stay mapped, and count in the
+    process's resident memory, until the mapping closes — 3 GB for 20,000 photos at 224 px, twice over
+    (the slots and the library). The data is in the file (and the OS's file cache) afterwards."""
+    array.flush()
+    release_read_pages(array)
 
 
 def array_cache_path(content_hash: str, size: int = DEFAULT_SIZE, cache_root: Path | None = None) -> Path:
@@ -507,6 +517,8 @@ class LibraryDecoder:
                     else:
                         slots[slot_of[content_hash]] = cached
                         self.result.n_cached += 1
+                        if self.result.n_cached % _RELEASE_EVERY == 0:
+                            _write_back_and_release(slots)
                 else:
                     to_decode.append(_Job(rows_of_hash[content_hash][0], str(photo.path), content_hash,
                                           photo.size, photo.mtime_ns))
@@ -527,6 +539,8 @@ class LibraryDecoder:
                 else:
                     slots[slot_of[content_hash]] = array
                 finished += 1
+                if finished % _RELEASE_EVERY == 0:
+                    _write_back_and_release(slots)
                 done_rows += len(rows_of_hash[content_hash])
                 if throttle.ready() or finished == len(to_decode):
                     yield ProgressEvent("decode", done_rows, total, eta_seconds=eta.eta(finished),
@@ -638,6 +652,8 @@ class LibraryDecoder:
             for start in range(0, len(order), 1024):  # in batches: memory stays bounded
                 cancel.raise_if_cancelled()
                 images[start:start + 1024] = slots[order[start:start + 1024]]
+                _write_back_and_release(images)
+                release_read_pages(slots)
             images.flush()
             del images
             os.replace(tmp_path, data_path)
