@@ -110,13 +110,59 @@ def main() -> None:
             print(f"{variant:10s} seed={seed} NMI={nmi:.4f} ARI={ari:.4f} ACC={acc:.4f} time={seconds:.0f}s "
                   f"sizes={results[-1]['cluster_sizes']}", flush=True)
             if args.json:
-                args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "n_images": len(dataset), "results": results}, indent=2))
+                write_results(args.json, args, len(dataset), results)
     print("mean NMI over seeds:")
     for variant in args.variants:
         values = [r["nmi"] for r in results if r["variant"] == variant]
         print(f"  {variant:10s} {np.mean(values):.4f} ± {np.std(values):.4f}  (n={len(values)})")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "n_images": len(dataset), "results": results}, indent=2))
+        write_results(args.json, args, len(dataset), results)
+
+
+def benchmark_results(benchmark: str, n_images: int, runs: list[dict]) -> list[dict]:
+    """The runs in the shape ``photocluster --benchmark --output`` writes (one result per variant, each run
+    keeping its cluster sizes, parameters and per-epoch history), so docs/results and its generator read them."""
+    out = []
+    for variant in dict.fromkeys(run["variant"] for run in runs):
+        mine = [run for run in runs if run["variant"] == variant]
+        metrics = ("acc", "nmi", "ari", "seconds")
+        out.append({
+            "benchmark": benchmark, "method": "ccnn", "variant": variant, "protocol": "quick",
+            "n_images": int(n_images), "n_clusters": int(mine[0]["params"].get("n_clusters", 10)),
+            "runs": [{key: value for key, value in run.items() if key != "variant"} for run in mine],
+            "mean": {m: float(np.mean([run[m] for run in mine])) for m in metrics},
+            "std": {m: float(np.std([run[m] for run in mine])) for m in metrics},
+            "best": {m: float(max(run[m] for run in mine)) for m in metrics if m != "seconds"},
+            "params": mine[0]["params"],
+        })
+    return out
+
+
+def write_results(path: Path, args: argparse.Namespace, n_images: int, runs: list[dict],
+                  command: str | None = None) -> None:
+    """Write ``runs`` to ``path`` as benchmark results, each recording machine, code, date and ``command``
+    (default: this script's own command line)."""
+    import shlex
+    import sys
+
+    from photocluster.benchmarks.runner import _run_metadata
+
+    command = command or shlex.join(["python", "scripts/bench_ccnn_mnist.py", *sys.argv[1:]])
+    results = []
+    for result in benchmark_results(args.benchmark or f"mnist-{args.split}", n_images, runs):
+        # The command that measures this variant alone (same numbers: every run is seeded), so each result
+        # says which ablation it is; the invocation that ran them all together is kept beside it.
+        words = shlex.split(command)
+        if "--variants" in words:
+            start = words.index("--variants") + 1
+            end = next((i for i in range(start, len(words)) if words[i].startswith("--")), len(words))
+            words[start:end] = ["ccnn"]
+        for key, value in VARIANT_PARAMS[result["variant"]].items():
+            if (key, value) != ("variant", "ccnn"):
+                words += ["--param", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+        recorded = {**_run_metadata(result), "command": shlex.join(words), "invocation": command}
+        results.append({**result, "recorded": recorded})
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,35 @@ pre-training). On the 200-photo sample one run takes ~35–60 s on one CPU threa
 through the trunk, the rest for the adaptation layers (~0.35 GMAC per image). On digit-sized images it stays
 the simplified CCNN for 3 epochs.
 
+Measured from ImageNet initialisation (issue 16; 2026-12-04, a 2-core x86_64 CPU shared with other jobs, one
+torch thread; the shared ``mobilenet_v2-imagenet-keras.pth``; seeds 0–2; JSON in docs/results/):
+
+* 200 photos, quick protocol (``photocluster --headless --benchmark folder:../shared/data/photos-sample --method
+  ccnn -p backbone=mobilenet_v2 --weights … --seeds 3 [-p drift_compensation=false | -p variant=baseline2 |
+  -p variant=baseline3]``), ACC / NMI: ``ccnn`` 0.268 ± 0.045 / 0.057 (32–60 s a run), Baseline-I 0.273 ±
+  0.038 / 0.059, Baseline-II 0.312 ± 0.013 / 0.066, Baseline-III 0.315 ± 0.007 / 0.070 — against 0.532 for
+  k-means on the same network's pooled embeddings. Seed 0 of ``ccnn`` and Baseline-I ends in 2 and 3 clusters.
+* MNIST, all 70,000 images, 64 px input (at 32 px mobilenet_v2's last map is 1×1 and was all zero for 2,979 of
+  3,000 digits in a check),
+  adaptation convs 256 and 128, trunk frozen, 3 epochs (``scripts/bench_ccnn_mnist.py --benchmark mnist --data
+  ../shared/data/mnist --seeds 0 1 2 --variants baseline2 baseline3 ccnn baseline1 --param network=ccnn --param
+  backbone=mobilenet_v2 --param input_size=64 --param weights=… --param train_layers=adaptation --param
+  adapt_channels=256,128``; one trunk pass of ~5 min for all 12 runs), NMI: ``ccnn`` 0.029 ± 0.024 (157–179 s a
+  run), Baseline-I 0.033 ± 0.047 (153–167 s), Baseline-II 0.181 ± 0.003 (~83 s), Baseline-III 0.196 ± 0.004
+  (~17 s). The paper's 0.876 and the issue's 0.80 are missed; ``ccnn`` is below Baseline-II.
+
+What limits it, from the runs' own numbers. (1) The clustered feature h is k-dimensional (the k-channel conv8,
+global max-pool, FC9) and its layers start random: Baseline-III, full k-means on h before any learning, is at
+ACC 0.315 on the photos where k-means on the pooled embedding of the very same trunk reaches 0.532 — the
+bottleneck throws most of the ImageNet features away before the algorithm starts (on MNIST: NMI 0.196). (2)
+Learning then collapses the clusters: every MNIST run ends with 77–100 % of the images in one cluster, the
+SSE loss falls to ~0 within an epoch (the network learns to give every pseudo-labelled sample the same label)
+while the centroids, moving with γ = 1/count, lag behind. (3) Compensation changes nothing measurable
+(``ccnn`` vs Baseline-I: 0.029 vs 0.033 NMI on MNIST, 0.268 vs 0.273 ACC on the photos): with the paper's
+η the back-tracked weights W_t + η ΔW_{t−1} are the weights before the step, so compensation only swaps
+post-step for pre-step features in the one centroid update in N_m/k_m = 5 that follows a fine-tuning step;
+on 200 photos that is 10 updates in all.
+
 Reading choices (the paper leaves them open; documented so they can be changed):
 
 * ``eta`` scales the remembered step: the compensated weights are W_t + eta · (W_{t−1} − W_t). The paper's η

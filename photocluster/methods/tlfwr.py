@@ -62,6 +62,33 @@ image's label, ``embeddings_`` (N, D) = the fine-tuned network's feature blob (D
 set has labels) and the normalised DBI.
 
 For the paper's "#1–#8" tables and the index difference rate η use :func:`run_all_boots`.
+
+Measured from ImageNet initialisation (issue 16; 2026-12-04, a 2-core x86_64 CPU shared with other jobs, one
+torch thread; the shared ``mobilenet_v2-imagenet-keras.pth``; seeds 0–2; JSON in docs/results/)::
+
+    photocluster --headless --benchmark folder:../shared/data/photos-sample --method tlfwr \
+        -p backbone=mobilenet_v2 --weights ../shared/data/weights/mobilenet_v2-imagenet-keras.pth --seeds 3 \
+        [--boot mobilenet_v2+kmeans] --output docs/results/photos-sample-tlfwr-mobilenet_v2[-boot-embeddings].json
+
+* boot hog+kmeans (the default): ACC 0.362 ± 0.045 (0.420 / 0.355 / 0.310), NMI 0.203; 126–207 s a run;
+* boot mobilenet_v2+kmeans: ACC 0.538 ± 0.039 (0.495 / 0.590 / 0.530), NMI 0.396; 94–123 s a run;
+* k-means on the same embeddings (the row to beat): ACC 0.532 ± 0.030.
+
+Boot → final per seed, from the same runs as a boot sweep (``--boot hog+kmeans,mobilenet_v2+kmeans --seeds 3
+--output docs/results/photos-sample-tlfwr-mobilenet_v2-boots.json``; 70–77 s a run on a quieter machine):
+hog+kmeans ACC 0.340 → 0.420, 0.285 → 0.355, 0.340 → 0.310 (NMI up in all three: 0.133 → 0.231, 0.114 → 0.189,
+0.144 → 0.188); mobilenet_v2+kmeans ACC 0.515 → 0.495, 0.545 → 0.590, 0.585 → 0.530. η of ACC across the two
+boots falls in every seed (0.205 → 0.082, 0.313 → 0.249, 0.265 → 0.262; NMI 0.535 → 0.209, 0.564 → 0.387,
+0.512 → 0.368), but partly because the embedding boot gets worse: not every boot improves.
+
+Neither beats the k-means row by more than its spread. What limits it, from the runs' own numbers (the
+``reliable_purity`` of each round in the sweep's JSON): with the embedding boot the reliable set of round 0
+(41 images, the 20 % closest to their centres) is only 71–73 % pure, and later rounds add less pure images
+(seed 0: new-reliable purity 0.56, 0.50, 0.50, the fixed labels ending 52 % pure, ACC 0.495); with the HOG boot
+round 0's set is 37–43 % pure. A round can only teach the network what its reliable set gets right. The boot's errors are whole clusters, not
+stray images: k-means on these embeddings puts roses and tulips together (33 + 33 in one cluster) and makes one
+cluster of all five kinds; the images closest to such a centre are as mixed as the cluster, and a network
+fine-tuned on their labels learns the merge.
 """
 
 from __future__ import annotations
