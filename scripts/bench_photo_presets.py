@@ -34,7 +34,10 @@ def child(args: argparse.Namespace) -> None:
         choice = recommended_choice("cpu", args.weights)
         method, params = choice.method, {**params, **choice.params}
     elif args.weights:
-        params["weights"] = args.weights
+        from photocluster.methods.base import method_class
+
+        if "weights" in method_class(method)._param_names():  # methods trained from scratch have none
+            params["weights"] = args.weights
     report = run_to_end(scan_steps([Path(args.folder)]))
     decoded = run_to_end(decode_steps(report.photos, name=f"bench:{args.folder}", size=decode_size(method, params)))
     full = with_preset(method, params, args.preset, decoded.dataset)
