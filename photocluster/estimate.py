@@ -9,10 +9,11 @@ and reading the process's peak resident memory, and extrapolates:
   Every method here costs a fixed start (building the network, loading weights) plus work proportional to
   the photos it trains on and labels; the fixed part is ``a``. Methods that train on a capped subset
   (MMDC, DAC) make this an over-estimate for very large folders — never an under-estimate.
-- memory: the larger sample's peak. Every method streams its images, so its peak is bounded by the model
-  and the batch, not by the number of photos (``scripts/bench_photo_memory.py`` checks this at 1k, 5k and
-  20k photos); a batch larger than the sample makes this an under-estimate for the first few batches'
-  worth of photos, which the benchmark script shows.
+- memory: every method streams its images, so its peak is bounded by the model and the batch, not by the
+  number of photos (``scripts/bench_photo_memory.py`` checks this at 1k, 5k and 20k photos). A sample smaller
+  than the method's batch holds smaller batches, though (CCNN's forward batch is 256 photos), so the peak is
+  extrapolated along the line through the two samples up to the largest batch the parameters name
+  (``batch_size``, ``inference_batch``, ``minibatch``), and no further.
 
 The estimate is what a person plans with ("about 4 minutes, about 1.1 GB"), so it is stated with the
 samples it came from; ``scripts/bench_photo_presets.py`` prints it beside the real run's time and memory.
@@ -36,6 +37,8 @@ from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
 #: Sample sizes of the two calibration runs (each at most half the folder).
 CALIBRATION_SIZES = (16, 48)
+#: Parameters that name how many photos a method holds at once (the memory extrapolation stops there).
+_BATCH_KEYS = ("batch_size", "inference_batch", "minibatch")
 #: Smaller folders are not calibrated: a calibration would cost about as much as the run.
 MIN_PHOTOS_TO_CALIBRATE = 96
 
@@ -135,7 +138,10 @@ def estimate_steps(dataset: ImageDataset, method: str, params: dict[str, Any], *
     n = len(dataset)
     slope = max(0.0, (t2 - t1) / (n2 - n1))
     seconds = max(t2, t2 + slope * (n - n2))
-    result = RunEstimate(seconds, int(max(m1, m2)), tuple(samples))
+    batch = max((int(params[key]) for key in _BATCH_KEYS if isinstance(params.get(key), int)), default=n2)
+    memory_slope = max(0.0, (m2 - m1) / (n2 - n1))
+    peak = max(m1, m2) + memory_slope * max(0, min(n, batch) - n2)
+    result = RunEstimate(seconds, int(peak), tuple(samples))
     yield ProgressEvent("estimate", len(sizes), len(sizes), {"seconds": seconds, "peak_gb": result.peak_bytes / 2**30},
                         message=f"estimate: {result.describe()}")
     return result

@@ -58,3 +58,21 @@ def test_estimate_extrapolates_a_straight_line_through_two_calibration_runs(monk
 def test_peak_memory_is_read_and_durations_read_well():
     assert peak_memory_bytes() > 10 * 2**20
     assert [format_duration(s) for s in (0.2, 40, 400, 20000)] == ["1 s", "40 s", "7 min", "5.6 h"]
+
+
+def test_memory_is_extrapolated_up_to_the_methods_batch_and_no_further(monkeypatch):
+    import photocluster.estimate as estimate
+
+    peaks = iter([1000 * 2**20, 1100 * 2**20])  # 16 photos, then 48: 100 MB more for 32 more photos in a batch
+    monkeypatch.setattr(estimate, "peak_memory_bytes", lambda: next(peaks))
+    monkeypatch.setattr(estimate, "reset_peak_memory", lambda: True)
+    params = {"n_clusters": 3, "features": "raw", "n_init": 1, "batch_size": 256}
+
+    monkeypatch.setattr("photocluster.methods.base.get_method",
+                        lambda name, **p: type("M", (), {"fit_steps": lambda self, d, cancel=None: iter(())})())
+    result = run_to_end(estimate_steps(_photos(5000), "kmeans", params))
+    assert result.peak_bytes == pytest.approx((1100 + 100 / 32 * (256 - 48)) * 2**20)
+    peaks = iter([1000 * 2**20, 1100 * 2**20])
+    monkeypatch.setattr(estimate, "peak_memory_bytes", lambda: next(peaks))
+    small = run_to_end(estimate_steps(_photos(5000), "kmeans", {**params, "batch_size": 32}))
+    assert small.peak_bytes == 1100 * 2**20  # the batch is already inside the samples: their peak
