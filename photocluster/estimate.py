@@ -138,7 +138,8 @@ def estimate_steps(dataset: ImageDataset, method: str, params: dict[str, Any], *
     n = len(dataset)
     slope = max(0.0, (t2 - t1) / (n2 - n1))
     seconds = max(t2, t2 + slope * (n - n2))
-    batch = max((int(params[key]) for key in _BATCH_KEYS if isinstance(params.get(key), int)), default=n2)
+    every = {**get_method(method, **params).get_params(), **params}  # the method's defaults name its batches too
+    batch = max((int(every[key]) for key in _BATCH_KEYS if isinstance(every.get(key), int)), default=n2)
     memory_slope = max(0.0, (m2 - m1) / (n2 - n1))
     peak = max(m1, m2) + memory_slope * max(0, min(n, batch) - n2)
     result = RunEstimate(seconds, int(peak), tuple(samples))

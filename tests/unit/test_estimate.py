@@ -69,7 +69,8 @@ def test_memory_is_extrapolated_up_to_the_methods_batch_and_no_further(monkeypat
     params = {"n_clusters": 3, "features": "raw", "n_init": 1, "batch_size": 256}
 
     monkeypatch.setattr("photocluster.methods.base.get_method",
-                        lambda name, **p: type("M", (), {"fit_steps": lambda self, d, cancel=None: iter(())})())
+                        lambda name, **p: type("M", (), {"fit_steps": lambda self, d, cancel=None: iter(()),
+                                                         "get_params": lambda self: {"minibatch": 8}})())
     result = run_to_end(estimate_steps(_photos(5000), "kmeans", params))
     assert result.peak_bytes == pytest.approx((1100 + 100 / 32 * (256 - 48)) * 2**20)
     peaks = iter([1000 * 2**20, 1100 * 2**20])
