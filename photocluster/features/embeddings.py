@@ -33,6 +33,9 @@ from torch import nn
 from photocluster.data.dataset import release_read_pages
 from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
+#: The last embeddings computed, with the array object and cache key they belong to (see embedding_steps).
+_recent: dict = {}
+
 #: Images per forward pass: small enough for a laptop's memory at 224 px, large enough to keep a GPU busy.
 DEFAULT_BATCH_SIZE = 32
 
@@ -119,6 +122,14 @@ def embedding_steps(images: np.ndarray, backbone: str, weights: str | Path | Non
     started = time.perf_counter()
     fingerprint = weights_fingerprint(name, weights)
     folder = cache_folder(name, fingerprint, size, cache_root) if fingerprint else None
+    # One clustering asks for the same array's embeddings up to three times (choosing k, the method, the
+    # names): the last result is kept for that very array object, so the later asks hash and read nothing.
+    recent_key = (name, fingerprint, size, str(folder), n)
+    if fingerprint is not None and _recent.get("images") is images and _recent.get("key") == recent_key:
+        result = _recent["result"]
+        yield ProgressEvent("features", n, n, message=f"features: {name} embeddings of {n} images (already "
+                                                       "computed for this run)")
+        return result
 
     out = np.empty((n, BACKBONES[name].feature_dim), dtype=np.float32)
     keys: list[str | None] = [None] * n
@@ -163,7 +174,10 @@ def embedding_steps(images: np.ndarray, backbone: str, weights: str | Path | Non
     out /= norms
     yield ProgressEvent("features", n, n, message=f"features: {name} embeddings of {n} images "
                                                    f"({n_cached} from the cache) in {seconds:.1f} s")
-    return EmbeddingResult(out, n_cached, seconds, name, norms[:, 0])
+    result = EmbeddingResult(out, n_cached, seconds, name, norms[:, 0])
+    if fingerprint is not None:
+        _recent.update(images=images, key=recent_key, result=result)
+    return result
 
 
 def _entry_path(folder: Path, key: str) -> Path:

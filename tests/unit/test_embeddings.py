@@ -89,7 +89,9 @@ def test_embeddings_are_normalised_and_cached_per_image_and_per_weights(mobilene
     assert first.embeddings.shape == (6, 1280) and first.n_cached == 0
     assert np.allclose(np.linalg.norm(first.embeddings, axis=1), 1.0, atol=1e-5)
 
-    again = run_to_end(embedding_steps(images, "mobilenet_v2", mobilenet_file, device="cpu", cache_root=tmp_path))
+    # a copy: the same pixels in another array object, so they come from the disk cache, not the last result
+    again = run_to_end(embedding_steps(images.copy(), "mobilenet_v2", mobilenet_file, device="cpu",
+                                       cache_root=tmp_path))
     assert again.n_cached == 6
     assert np.array_equal(again.embeddings, first.embeddings)
 
@@ -130,3 +132,18 @@ def test_kmeans_clusters_on_embeddings_and_the_pipeline_decodes_at_224(mobilenet
     assert decode_size("kmeans", {"features": "mobilenet_v2"}) == 224
     assert decode_size("kmeans", {"features": "hog"}) == 96
     assert method_class("kmeans").pretrained_backbone({"features": "convnext_tiny"}) == "convnext_tiny"
+
+
+def test_the_same_array_asked_again_in_one_run_is_neither_hashed_nor_read_again(mobilenet_file, tmp_path,
+                                                                                   monkeypatch):
+    import photocluster.features.embeddings as embeddings
+
+    images = _images(4, seed=3)
+    first = run_to_end(embedding_steps(images, "mobilenet_v2", mobilenet_file, device="cpu", cache_root=tmp_path))
+    hashed = []
+    monkeypatch.setattr(embeddings, "image_key", lambda image: hashed.append(1) or "x")
+    second = run_to_end(embedding_steps(images, "mobilenet_v2", mobilenet_file, device="cpu", cache_root=tmp_path))
+    assert second is first and hashed == []
+    other = run_to_end(embedding_steps(images.copy(), "mobilenet_v2", mobilenet_file, device="cpu",
+                                       cache_root=tmp_path))
+    assert len(hashed) == 4 and other is not first  # another array object: looked up in the cache as before
