@@ -300,7 +300,8 @@ def test_embedding_boot_is_the_cached_embeddings_clustered(random_mobilenet_file
     data = three_blocks(n_per=8)
     weights = str(random_mobilenet_file)
     method = pretrained_smoke("mobilenet_v2", weights, boot="mobilenet_v2+kmeans").fit(data)
-    cached = run_to_end(embedding_steps(data.images, "mobilenet_v2", weights))
+    # a copy of the pixels, so they are looked up on disk and not taken from the boot's in-memory result
+    cached = run_to_end(embedding_steps(data.images.copy(), "mobilenet_v2", weights))
     assert cached.n_cached == len(data)  # the boot wrote the embedding cache that k-means -p features= reads
     expected = KMeans(3, n_init=10, random_state=0).fit_predict(cached.embeddings)
     assert method.history_[0]["acc"] == pytest.approx(metrics.clustering_accuracy(data.labels, expected))
