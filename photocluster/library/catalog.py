@@ -73,6 +73,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from photocluster.errors import UsageError
+from photocluster.library.corrections import Corrections, cluster_core, read_corrections, record_statements
 
 __all__ = [
     "ActionInfo",
@@ -166,6 +167,23 @@ _MIGRATIONS: list[tuple[int, str]] = [
         """
         ALTER TABLE clusters ADD COLUMN auto_named INTEGER NOT NULL DEFAULT 0;
         UPDATE clusters SET auto_named = 1 WHERE name GLOB 'Cluster [0-9]*';
+        """,
+    ),
+    (
+        4,  # corrections: what each edit says about which photos belong together, by content hash
+        """
+        CREATE TABLE corrections (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            action_id INTEGER NOT NULL REFERENCES actions(id),
+            kind TEXT NOT NULL
+        );
+        CREATE TABLE correction_photos (
+            correction_id INTEGER NOT NULL REFERENCES corrections(id) ON DELETE CASCADE,
+            content_hash TEXT NOT NULL,
+            side INTEGER NOT NULL
+        );
+        CREATE INDEX corrections_by_action ON corrections(action_id);
+        CREATE INDEX correction_photos_by_correction ON correction_photos(correction_id);
         """,
     ),
 ]
@@ -810,6 +828,8 @@ class Catalog:
             name = self._require_current_cluster(db, cluster_id)["name"]
             self._require_photos(db, photo_ids)
             sources = self._clusters_of(db, photo_ids)
+            statements = [("together", [*photo_ids, *cluster_core(db, cluster_id, exclude=photo_ids)], ())]
+            statements += self._left_statements(db, photo_ids, exclude_cluster=cluster_id)
 
             def mutate() -> list[int]:
                 self._assign(db, photo_ids, cluster_id, 1.0, "user")
@@ -818,6 +838,7 @@ class Catalog:
 
             what = "1 photo" if len(photo_ids) == 1 else f"{len(photo_ids)} photos"
             self._record_action(db, "move", f"move {what} to “{name}”", [cluster_id, *sources], photo_ids, mutate)
+            record_statements(db, self._last_action_id(db), statements)
 
     def create_cluster(self, name: str | None = None, photo_ids: Iterable[int] = ()) -> int:
         """Make a new (user) cluster, optionally moving photos into it; returns its id."""
@@ -826,6 +847,7 @@ class Catalog:
             self._require_photos(db, photo_ids)
             sources = self._clusters_of(db, photo_ids)
             chosen = str(name).strip() if name is not None and str(name).strip() else self._free_default_name(db)
+            statements = [("together", photo_ids, ()), *self._left_statements(db, photo_ids)]
 
             def mutate() -> list[int]:
                 new_id = self._insert_cluster(db, chosen, None)
@@ -834,6 +856,7 @@ class Catalog:
                 return [new_id]
 
             created = self._record_action(db, "create", f"create “{chosen}”", sources, photo_ids, mutate)
+            record_statements(db, self._last_action_id(db), statements)
             return created[0]
 
     def merge(self, cluster_ids: Iterable[int], into: int | None = None) -> int:
@@ -863,8 +886,10 @@ class Catalog:
                 db.execute(f"UPDATE clusters SET current = 0 WHERE id IN ({','.join('?' * len(others))})", others)
                 return []
 
+            statements = [("together", [p for c in [target, *others] for p in cluster_core(db, c)], ())]
             merged = ", ".join(f"“{n}”" for n in names[1:])
             self._record_action(db, "merge", f"merge {merged} into “{names[0]}”", [target, *others], photo_ids, mutate)
+            record_statements(db, self._last_action_id(db), statements)
             return target
 
     def split(self, cluster_id: int, photo_ids: Sequence[int], labels: Sequence[int] | np.ndarray) -> list[int]:
@@ -917,11 +942,63 @@ class Catalog:
                     created.append(new_id)
                 return created
 
+            cores = [self._part_core(db, groups[label]) for label in ordered]
+            statements = [("apart", a, b) for i, a in enumerate(cores) for b in cores[i + 1:]]
             created = self._record_action(
                 db, "split", f"split “{name}” into {len(ordered)}", [cluster_id], photo_ids, mutate
             )
+            record_statements(db, self._last_action_id(db), statements)
             new_ids = iter(created)
             return [cluster_id if label == keep_label else next(new_ids) for label in ordered]
+
+    # -- corrections as constraints ----------------------------------------------------------------
+    def corrections(self) -> Corrections:
+        """The person's corrections — locked clusters and what each edit in effect says about which photos
+        belong together — by content hash (:mod:`photocluster.library.corrections`)."""
+        with self._lock:
+            return read_corrections(self._db)
+
+    def assignments(self, photo_ids: Sequence[int]) -> dict[int, int]:
+        """The current cluster of each of these photos that has one (photo id → cluster id)."""
+        ids = [int(p) for p in photo_ids]
+        found: dict[int, int] = {}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            found.update((r[0], r[1]) for r in self._query(
+                f"SELECT photo_id, cluster_id FROM assignments WHERE photo_id IN ({','.join('?' * len(chunk))})", chunk))
+        return found
+
+    def _left_statements(self, db: sqlite3.Connection, photo_ids: Sequence[int],
+                         exclude_cluster: int | None = None) -> list[tuple[str, list[int], list[int]]]:
+        """*apart*: photos taken out of a cluster versus the core of the cluster they left."""
+        by_cluster: dict[int, list[int]] = defaultdict(list)
+        for start in range(0, len(photo_ids), 900):
+            chunk = list(photo_ids[start:start + 900])
+            for pid, cid in db.execute(
+                    f"SELECT photo_id, cluster_id FROM assignments WHERE photo_id IN ({','.join('?' * len(chunk))})", chunk):
+                if cid != exclude_cluster:
+                    by_cluster[cid].append(pid)
+        return [("apart", moved, cluster_core(db, cid, exclude=photo_ids)) for cid, moved in sorted(by_cluster.items())]
+
+    @staticmethod
+    def _part_core(db: sqlite3.Connection, photo_ids: Sequence[int]) -> list[int]:
+        """The core of one part of a split: its photos the person placed and its surest model-placed ones."""
+        from photocluster.library.corrections import CORE_SIZE
+
+        rows = []
+        for start in range(0, len(photo_ids), 900):
+            chunk = list(photo_ids[start:start + 900])
+            rows += db.execute(
+                f"SELECT photo_id, source, confidence FROM assignments WHERE photo_id IN ({','.join('?' * len(chunk))})",
+                chunk).fetchall()
+        rows.sort(key=lambda r: (r[1] != "user", r[2] is None, -(r[2] or 0.0), r[0]))
+        user = [r[0] for r in rows if r[1] == "user"]
+        model = [r[0] for r in rows if r[1] != "user"][:CORE_SIZE]
+        return user + model
+
+    @staticmethod
+    def _last_action_id(db: sqlite3.Connection) -> int:
+        return int(db.execute("SELECT MAX(id) FROM actions").fetchone()[0])
 
     # -- undo / redo -------------------------------------------------------------------------------
     def can_undo(self) -> bool:

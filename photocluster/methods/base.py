@@ -9,7 +9,11 @@ A method has the shape of a scikit-learn estimator:
   fitted attributes ``labels_`` (int64, (N,)), ``confidence_`` (float, (N,), higher = surer),
   ``embeddings_`` (float32, (N, D)) and ``history_`` (list of dicts);
 * ``fit`` runs ``fit_steps`` to the end and returns ``self``; ``fit_predict`` returns ``labels_``;
-  ``predict(images)`` labels new uint8 images (N, H, W, C).
+  ``predict(images)`` labels new uint8 images (N, H, W, C);
+* ``fit_steps(dataset, constraints=...)`` takes a person's corrections
+  (:class:`~photocluster.methods.constraints.Constraints`: locked clusters, must-link and cannot-link) and
+  uses them the way its paper's objective allows — its docstring says how —, and its ``labels_`` keep them
+  (:meth:`ClusteringMethod._keep_constraints`).
 
 The command line (tqdm) and the desktop app (a worker thread) both drive ``fit_steps``.
 """
@@ -25,6 +29,7 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 
 from photocluster.data.dataset import ImageDataset
+from photocluster.methods.constraints import Constraints
 from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
 
@@ -142,16 +147,36 @@ class ClusteringMethod:
         return {"quick": "same as paper", "paper": "no training schedule (classical method)"}
 
     # -- fitting --------------------------------------------------------------------------------
-    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
+                  constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
         raise NotImplementedError
 
-    def fit(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> "ClusteringMethod":
-        for _ in self.fit_steps(dataset, cancel=cancel):
+    def fit(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
+            constraints: Constraints | None = None) -> "ClusteringMethod":
+        for _ in self.fit_steps(dataset, cancel=cancel, constraints=constraints):
             pass
         return self
 
-    def fit_predict(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> np.ndarray:
-        return self.fit(dataset, cancel=cancel).labels_
+    def fit_predict(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
+                    constraints: Constraints | None = None) -> np.ndarray:
+        return self.fit(dataset, cancel=cancel, constraints=constraints).labels_
+
+    def _keep_constraints(self, constraints: Constraints | None, scores: np.ndarray | None = None) -> None:
+        """Make ``labels_`` keep the constraints (the last step of every ``fit_steps``): each must-link group
+        and locked cluster on one label, locked clusters on labels of their own, cannot-links apart where
+        another label is possible (:meth:`Constraints.enforce`; ``scores`` (N, k), higher = better, ranks
+        the labels, else the group's majority label). Constrained photos get confidence 1."""
+        if constraints is None or constraints.is_empty:
+            return
+        if constraints.n != len(self.labels_):
+            raise ValueError(f"constraints cover {constraints.n} photos but the data set has {len(self.labels_)}")
+        k = getattr(self, "n_clusters", None)
+        k = int(k) if k else int(self.labels_.max()) + 1
+        confidence = getattr(self, "confidence_", None)
+        labels, confidence = constraints.enforce(self.labels_, max(k, int(self.labels_.max()) + 1), scores, confidence)
+        self.labels_ = labels
+        if confidence is not None:
+            self.confidence_ = confidence.astype(np.asarray(self.confidence_).dtype)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{self.name} cannot label new images")

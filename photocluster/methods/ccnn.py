@@ -100,6 +100,7 @@ from torch import nn
 from photocluster.checkpoints import load_checkpoint, save_checkpoint
 from photocluster.data.dataset import ImageDataset
 from photocluster.features.pretrained import BACKBONE_CHOICES
+from photocluster.methods.constraints import Constraints
 from photocluster.methods.base import ClusteringMethod, ParamSpec, register
 from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
 
@@ -567,7 +568,8 @@ class CCNN(ClusteringMethod):
         return [(name, p) for name, p in self.net_.named_parameters() if name.startswith(prefixes)]
 
     # -- fitting ----------------------------------------------------------------------------------------
-    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
+                  constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
         self._validate(dataset)
         images = dataset.images
         count = len(images)
@@ -612,6 +614,7 @@ class CCNN(ClusteringMethod):
 
         if self.variant == "baseline3":
             yield from self._full_kmeans(images, cancel, throttle)
+            self._keep_constraints(constraints)
             return
 
         n_batches = math.ceil(count / int(self.n_m))
@@ -709,6 +712,7 @@ class CCNN(ClusteringMethod):
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, checkpoint_state(int(self.epochs), 0))
         yield from self._label_all(images, cancel, throttle)
+        self._keep_constraints(constraints)
 
     def _seed(self, images: np.ndarray, cancel: CancelToken, throttle: Throttle) -> Iterator[ProgressEvent]:
         """k-means++ seeds from the features of ``seed_pool`` random images (initial centroids)."""

@@ -30,6 +30,7 @@ from photocluster.errors import UsageError
 from photocluster.features.handcrafted import FEATURE_KINDS as HANDCRAFTED_KINDS
 from photocluster.features.handcrafted import feature_steps
 from photocluster.features.pretrained import BACKBONE_CHOICES
+from photocluster.methods.constraints import Constraints
 from photocluster.methods.base import ClusteringMethod, ParamSpec, register
 from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
@@ -183,7 +184,8 @@ class _FeatureClustering(ClusteringMethod):
             features = self._pca.transform(features).astype(np.float32)
         return features
 
-    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
+                  constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
         """Compute the features, then cluster them; sets ``labels_``, ``confidence_``, ``embeddings_``,
         ``history_``."""
         cancel.raise_if_cancelled()
@@ -211,6 +213,7 @@ class _FeatureClustering(ClusteringMethod):
         self.labels_ = np.asarray(labels, dtype=np.int64)
         self.confidence_ = np.asarray(confidence, dtype=np.float32)
         self.embeddings_ = self._features
+        self._keep_constraints(constraints)
         # The last event completes the clustering stage with the total it announced (k-means: n_init).
         yield ProgressEvent("cluster", total, total, {k: float(v) for k, v in extra.items() if isinstance(v, (int, float))},
                             f"{self.name}: {len(np.unique(self.labels_))} clusters")

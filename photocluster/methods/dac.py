@@ -82,6 +82,7 @@ from photocluster.data.augment import PRESETS, apply_affine, get_preset, preset_
 from photocluster.data.dataset import ImageDataset
 from photocluster.devices import resolve_device, uses_mixed_precision
 from photocluster.errors import UsageError
+from photocluster.methods.constraints import Constraints
 from photocluster.methods.base import ClusteringMethod, ParamSpec, register
 from photocluster.models.dac_net import DACNet, frame_to_network, network_input_size, resize_to_network
 from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
@@ -701,7 +702,8 @@ class DAC(ClusteringMethod):
             slices.pop()
         return slices
 
-    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
+                  constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
         self.prepare(dataset)
         self.history_: list[dict[str, float]] = []
         total_passes = self.planned_passes()
@@ -806,6 +808,7 @@ class DAC(ClusteringMethod):
                     self._save_checkpoint(pass_index + 1, 0, step)
             pass_index, chunk_index = total_passes, 0
             yield from self._finish(cancel, eta, step - first_step)
+            self._keep_constraints(constraints, scores=self.embeddings_)
         except Cancelled:
             if self.checkpoint_path is not None and pass_index < total_passes:
                 self._save_checkpoint(pass_index, chunk_index, step)

@@ -53,6 +53,7 @@ from photocluster.data.transforms import (
 )
 from photocluster.devices import resolve_device, uses_mixed_precision
 from photocluster.errors import UsageError
+from photocluster.methods.constraints import Constraints
 from photocluster.methods.base import ClusteringMethod, ParamSpec, register
 from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, ProgressEvent, Throttle
 
@@ -641,7 +642,8 @@ class MMDC(ClusteringMethod):
         # The authors' code runs the rotation pass first in each epoch, then the clustering pass.
         return (["rotation"] if self.rotation else []) + ["cluster"]
 
-    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
+                  constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
         """Train MMDC on ``dataset`` and label every image; see the module docstring for the algorithm.
 
         Yields
@@ -793,6 +795,7 @@ class MMDC(ClusteringMethod):
         self.embeddings_ = embeddings
         self.labels_ = labels
         self.confidence_ = (1.0 - distance / 2.0).astype(np.float32)
+        self._keep_constraints(constraints, scores=embeddings @ self.means_.numpy().T)
         self.n_iter_ = self._global_step
         self._train_images_device = None
         self._dataset_images = None

@@ -108,6 +108,7 @@ from torch import nn
 from photocluster.data.dataset import ImageDataset
 from photocluster.errors import UsageError
 from photocluster.features.pretrained import BACKBONE_CHOICES
+from photocluster.methods.constraints import Constraints
 from photocluster.methods.base import ClusteringMethod, ParamSpec, register
 from photocluster.progress import NEVER_CANCELLED, CancelToken, Cancelled, EtaEstimator, ProgressEvent, Throttle
 
@@ -711,11 +712,13 @@ class TransferLearningClustering(ClusteringMethod):
         save_checkpoint(path, state)
 
     # -- fitting ---------------------------------------------------------------------------------
-    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
+                  constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
         """Boot stage, then fine-tuning rounds; on cancel the last finished round is checkpointed."""
         self._round_state = {}
         try:
             yield from self._fit_steps(dataset, cancel)
+            self._keep_constraints(constraints, scores=self._last_inference[1])
         except Cancelled:
             self._save(self._round_state)
             raise

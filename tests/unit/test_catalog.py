@@ -304,7 +304,7 @@ def test_migration_from_schema_1_keeps_data(tmp_path):
     connection.close()
 
     with Catalog(path) as catalog:
-        assert catalog._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
+        assert catalog._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 4
         # version 3: names the app gave ("Cluster N") may follow later runs' suggestions; the person's may not
         assert [tuple(r) for r in catalog._query("SELECT id, auto_named FROM clusters ORDER BY id")] == [(1, 0), (2, 1)]
         assert [(c.id, c.name, c.size, c.locked, c.representative_photo_id) for c in catalog.clusters()] == [
