@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default fast; -p KEY=VALUE overrides either)")
     folder.add_argument("--no-estimate", action="store_true",
                         help="skip the calibration runs that estimate time and memory before training")
+    folder.add_argument("--ignore-corrections", action="store_true",
+                        help="re-cluster without learning from the corrections made in the catalog (locked "
+                        "groups and the photos you placed still stay where they are)")
     folder.add_argument("--dry-run", action="store_true", help="show the export plan, change nothing")
     folder.add_argument("--include-hidden", action="store_true", help="also scan hidden files and folders")
     folder.add_argument("--follow-links", action="store_true", help="follow symbolic links (loops are detected)")

@@ -233,7 +233,8 @@ def _run(args: argparse.Namespace, folders: list[Path], method: str, k: int | No
     name = "folder:" + ";".join(str(f) for f in folders)
     outcome = drive(cluster_steps(report.photos, method, params, cancel=token, decode_name=name,
                                   preset=getattr(args, "preset", "fast"),
-                                  estimate=not getattr(args, "no_estimate", False)),
+                                  estimate=not getattr(args, "no_estimate", False),
+                                  corrections=not getattr(args, "ignore_corrections", False)),
                     label=method, quiet=quiet)
     print_skipped(outcome.decode_skipped, heading="could not be decoded")
     groups = outcome.groups or groups_from_labels(outcome.labels, outcome.confidence)

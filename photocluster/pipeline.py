@@ -1,4 +1,4 @@
-"""The one photo pipeline: scan → decode (cached) → k → method → check → catalog, as generators of events.
+"""The one photo pipeline: scan → decode (cached) → k → corrections → method → check → catalog, as generators of events.
 
 Every way of sorting a person's photos goes through here — the folder mode
 (:mod:`photocluster.folder_mode`), the app's training process (:mod:`photocluster.training_process`) and the
@@ -30,6 +30,7 @@ __all__ = [
     "ClusteringOutcome",
     "cluster_order",
     "cluster_steps",
+    "constraints_for",
     "decode_steps",
     "groups_from_labels",
     "labelled_folder_dataset",
@@ -116,6 +117,7 @@ def groups_from_labels(labels: np.ndarray, confidence: np.ndarray | None) -> lis
 def record_in_catalog(photos: Sequence[PhotoFile], method: str, params: dict, labels: np.ndarray,
                       confidence: np.ndarray | None, metrics: dict, *, catalog_path: str | Path | None = None,
                       run_id: int | None = None, suggested_names: dict[int, str] | None = None,
+                      changes: "ReclusterSummary | None" = None,
                       ) -> tuple[str, list[ClusterGroup] | None, int | None]:
     """Record a run in the catalog and read back the clusters it keeps.
 
@@ -124,6 +126,7 @@ def record_in_catalog(photos: Sequence[PhotoFile], method: str, params: dict, la
     restricted to this run's photos. ``run_id`` is a run the caller already started (the app starts it when
     Train is pressed); without it a run is started here. Returns (a sentence for the person, the groups or
     None when the catalog could not be used — the caller then uses the raw labels —, the run's id).
+    ``changes``, when given, is filled with how many of these photos changed cluster.
     """
     from photocluster.library.catalog import Catalog
 
@@ -131,10 +134,16 @@ def record_in_catalog(photos: Sequence[PhotoFile], method: str, params: dict, la
         # writing(): another process's run cannot land between recording this one and reading it back.
         with Catalog(catalog_path) as catalog, catalog.writing():
             photo_ids = catalog.add_photos(photos)
+            before = catalog.assignments(photo_ids)
             if run_id is None:
                 run_id = catalog.start_run(method, params)
             catalog.record_result(run_id, photo_ids, labels, confidence, metrics=metrics,
                                   suggested_names=suggested_names)
+            if changes is not None:
+                after = catalog.assignments(photo_ids)
+                changes.previously_sorted = len(before)
+                changes.new_photos = sum(1 for p in photo_ids if p not in before)
+                changes.changed = sum(1 for p, c in before.items() if after.get(p) != c)
             row_of_id = {photo_id: row for row, photo_id in enumerate(photo_ids)}
             groups = []
             for info in catalog.clusters():
@@ -176,6 +185,71 @@ class ClusteringOutcome:
     groups: list[ClusterGroup] | None = None
     suggested_names: dict[int, str] = field(default_factory=dict)
     estimate: Any = None
+    constraints: Any = None
+    recluster: "ReclusterSummary | None" = None
+
+
+@dataclass
+class ReclusterSummary:
+    """What a re-cluster did to a catalog's clustering: the sentence a person reads after it."""
+
+    corrections: str = "no corrections"
+    kept: int = 0
+    total: int = 0
+    previously_sorted: int = 0
+    new_photos: int = 0
+    changed: int = 0
+
+    def describe(self) -> str:
+        parts = [f"{self.changed} of {self.previously_sorted} photos changed group"]
+        if self.new_photos:
+            parts.append(f"{self.new_photos} new photo{'s' if self.new_photos != 1 else ''} placed")
+        if self.total:
+            kept = f"all {self.total}" if self.kept == self.total else f"{self.kept} of {self.total}"
+            parts.append(f"the new grouping keeps {kept} constraints from your corrections ({self.corrections})")
+        return "re-clustered: " + "; ".join(parts)
+
+
+def constraints_for(photos: Sequence[PhotoFile], corrections: Any) -> Any:
+    """The person's corrections (:class:`~photocluster.library.corrections.Corrections`, by content hash) as
+    :class:`~photocluster.methods.constraints.Constraints` on the rows of ``photos``.
+
+    A photo that appears twice (the same content in two files) takes part in each statement as both rows;
+    photos the corrections name but that are not here (deleted, not decoded) are left out.
+    """
+    from photocluster.methods.constraints import Constraints
+
+    rows_of: dict[str, list[int]] = {}
+    for row, photo in enumerate(photos):
+        if photo.content_hash in corrections.hashes:
+            rows_of.setdefault(photo.content_hash, []).append(row)
+
+    def rows(hashes: Sequence[str]) -> list[int]:
+        return [row for h in hashes for row in rows_of.get(h, ())]
+
+    fixed = [rows(lock.hashes) for lock in corrections.locked]
+    statements = [(s.kind, rows(s.side_a), rows(s.side_b)) for s in corrections.statements]
+    return Constraints.build(len(photos), fixed=[f for f in fixed if f], statements=statements)
+
+
+def corrections_steps(photos: Sequence[PhotoFile], catalog_path: str | Path | None) -> Iterator[ProgressEvent]:
+    """Read the catalog's corrections for these photos; returns (Constraints or None, Corrections or None)."""
+    from photocluster.library.catalog import Catalog
+
+    yield ProgressEvent("corrections", message="reading your corrections (locked groups, moves, merges, splits)")
+    try:
+        with Catalog(catalog_path) as catalog:
+            corrections = catalog.corrections()
+    except Exception as exc:  # noqa: BLE001 — an unreadable catalog cannot hold corrections; recording reports it
+        yield ProgressEvent("corrections", step=1, total=1,
+                            message=f"note: your corrections could not be read ({type(exc).__name__}: {exc})")
+        return None, None
+    if corrections.is_empty:
+        return None, None
+    constraints = constraints_for(photos, corrections)
+    if constraints.is_empty:
+        return None, None
+    return constraints, corrections
 
 
 def with_preset(method: str, params: dict[str, Any], preset: str, dataset: ImageDataset) -> dict[str, Any]:
@@ -234,7 +308,7 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
                   cancel: CancelToken = NEVER_CANCELLED, decode_name: str = "library",
                   catalog_path: str | Path | None = None, run_id: int | None = None, record: bool = True,
                   fit_context: Any = None, preset: str | None = "fast",
-                  estimate: bool = True) -> Iterator[ProgressEvent]:
+                  estimate: bool = True, corrections: bool = True) -> Iterator[ProgressEvent]:
     """Decode → choose k when ``params`` has none → ``fit_steps`` → check → record; returns a :class:`ClusteringOutcome`.
 
     Parameters
@@ -259,6 +333,11 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     estimate:
         State the expected time and peak memory before training, from calibration runs on samples of these
         photos (:mod:`photocluster.estimate`); the outcome's ``estimate`` keeps it.
+    corrections:
+        Learn from the person's corrections in the catalog (when recording there): locked groups keep their
+        photos, moves, merges and splits become must-link and cannot-link constraints the method trains with
+        (:mod:`photocluster.library.corrections`, :mod:`photocluster.methods.constraints`); the closing
+        message says how many photos changed group (:class:`ReclusterSummary`).
     """
     from photocluster.methods.base import get_method, method_class
     from photocluster.result_check import result_warnings
@@ -281,6 +360,15 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     k = params.get("n_clusters")
     if k is not None and k > len(dataset):
         raise UsageError(f"{k} groups asked for, but only {len(dataset)} photos could be decoded")
+    constraints = summary = None
+    if record and corrections:
+        constraints, found = yield from corrections_steps(decoded.photos, catalog_path)
+        if constraints is not None:
+            summary = ReclusterSummary(corrections=found.describe())
+            yield _message(notes, "corrections", f"corrections: learning from {found.describe()}")
+            if k is not None and constraints.n_fixed > k:
+                raise UsageError(f"{constraints.n_fixed} groups are locked but only {k} groups were asked for; "
+                                 f"ask for at least {constraints.n_fixed}")
     if preset is not None:
         params = with_preset(method, params, preset, dataset)
     run_estimate = None
@@ -301,7 +389,7 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     started = time.monotonic()
     try:
         with fit_context() if fit_context is not None else _no_context():
-            yield from estimator.fit_steps(dataset, cancel=cancel)
+            yield from estimator.fit_steps(dataset, cancel=cancel, constraints=constraints)
     except ValueError as exc:  # a method refusing its input or parameters (validated at fit time)
         # chained, so the app's error details still show where in the method it was refused
         raise UsageError(f"{method}: {exc}") from exc
@@ -310,22 +398,30 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     confidence = getattr(estimator, "confidence_", None)
     confidence = None if confidence is None else np.asarray(confidence, dtype=np.float64)
 
+    if constraints is not None:
+        check = constraints.check(labels)
+        summary.kept = check.must_kept + check.cannot_kept + check.fixed_kept
+        summary.total = check.must_total + check.cannot_total + check.fixed_total
     warnings = result_warnings(labels, params.get("n_clusters"), method)
     for warning in warnings:
         yield _message(notes, "check", warning)
     outcome = ClusteringOutcome(dataset=dataset, photos=decoded.photos, decode_skipped=decoded.skipped,
                                 labels=labels, confidence=confidence, method=method, params=params,
                                 seconds=seconds, notes=notes, warnings=warnings, k_choice=k_choice,
-                                estimate=run_estimate)
+                                estimate=run_estimate, constraints=constraints)
     outcome.suggested_names = yield from naming_steps(dataset, labels, confidence, method, params, cancel=cancel)
     if record:
         cancel.raise_if_cancelled()
         yield ProgressEvent("save", message="saving the groups in the catalog")
+        changes = summary if summary is not None else ReclusterSummary()
         note, groups, outcome.run_id = record_in_catalog(
             decoded.photos, method, params, labels, confidence, {"seconds": round(seconds, 3)},
-            catalog_path=catalog_path, run_id=run_id, suggested_names=outcome.suggested_names)
+            catalog_path=catalog_path, run_id=run_id, suggested_names=outcome.suggested_names, changes=changes)
         outcome.groups = groups
         yield _message(notes, "save", note)
+        if changes.previously_sorted:  # a re-cluster: say what moved
+            outcome.recluster = changes
+            yield _message(notes, "save", changes.describe())
     return outcome
 
 

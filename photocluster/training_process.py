@@ -372,6 +372,9 @@ class TrainingResult:
         The catalog's id of this run, when it was recorded in a catalog.
     photo_rows:
         For each row, its index in the photo list given to :func:`train_photos` (int64).
+    recluster:
+        When the catalog already had a clustering of these photos, the sentence saying what changed ("re-
+        clustered: 12 of 200 photos changed group; …"), else None.
     """
 
     photos: list[Any]
@@ -384,12 +387,13 @@ class TrainingResult:
     warnings: list[str] = field(default_factory=list)
     run_id: int | None = None
     photo_rows: np.ndarray | None = None
+    recluster: str | None = None
 
 
 def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, cancel: CancelToken,
                  method_cls: type | None = None, catalog_path: str | None = None,
                  run_id: int | None = None, return_photos: bool = True, preset: str = "fast",
-                 ) -> Iterator[ProgressEvent]:
+                 corrections: bool = True) -> Iterator[ProgressEvent]:
     """The app's training job: :func:`photocluster.pipeline.cluster_steps`; returns a :class:`TrainingResult`.
 
     ``params`` without ``n_clusters`` means "automatic" for methods that take one (the pipeline's rule).
@@ -400,7 +404,9 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
     ``photos`` empty (``photo_rows`` says which of the given photos each row is): a child process then sends
     back numbers only, no objects for the parent to rebuild — unpickling 200 photo records in the GUI
     process's relay thread was measured to stall its event loop 300 ms. ``preset``: the method's photo
-    settings, "fast" or "thorough" (their time and memory are estimated before training).
+    settings, "fast" or "thorough" (their time and memory are estimated before training). ``corrections``:
+    learn from the person's corrections in the catalog (locked groups, moves, merges, splits) — the app's
+    Re-cluster.
     """
     from photocluster.methods.base import _load_builtin_methods, method_class, register
     from photocluster.pipeline import cluster_steps
@@ -418,7 +424,8 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
     record = catalog_path is not None and run_id is not None
     outcome = yield from cluster_steps(list(photos), method, dict(params), cancel=cancel, decode_name="library",
                                        catalog_path=catalog_path, run_id=run_id, record=record,
-                                       fit_context=compute_threads_leaving_one_core, preset=preset)
+                                       fit_context=compute_threads_leaving_one_core, preset=preset,
+                                       corrections=corrections)
     row_of_path = {str(p.path): i for i, p in enumerate(photos)}
     return TrainingResult(
         photos=list(outcome.photos) if return_photos else [],
@@ -432,4 +439,5 @@ def train_photos(photos: Sequence[Any], method: str, params: dict[str, Any], *, 
         decode_skipped=list(outcome.decode_skipped),
         warnings=outcome.warnings,
         run_id=outcome.run_id if record else None,
+        recluster=outcome.recluster.describe() if outcome.recluster is not None else None,
     )

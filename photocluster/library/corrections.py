@@ -63,22 +63,32 @@ class Corrections:
 
     locked: tuple[LockedCluster, ...] = ()
     statements: tuple[Statement, ...] = ()
-    #: edits that produced statements (moves, new clusters, merges, splits), for the summary
-    edits: int = 0
+    #: how many edits of each kind ("move", "create", "merge", "split") produced statements, for the summary
+    edit_kinds: tuple[tuple[str, int], ...] = ()
     hashes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def edits(self) -> int:
+        return sum(count for _, count in self.edit_kinds)
 
     @property
     def is_empty(self) -> bool:
         return not self.locked and not self.statements
 
     def describe(self) -> str:
-        """"2 locked clusters and 5 edits" — for the messages a person reads."""
+        """"2 locked clusters, 3 moves and 1 merge" — for the messages a person reads."""
+        words = {"move": "move", "create": "new cluster", "merge": "merge", "split": "split"}
         parts = []
         if self.locked:
-            parts.append(f"{len(self.locked)} locked cluster{'s' if len(self.locked) != 1 else ''}")
-        if self.edits:
-            parts.append(f"{self.edits} edit{'s' if self.edits != 1 else ''} (moves, merges, splits)")
-        return " and ".join(parts) if parts else "no corrections"
+            parts.append(_count(len(self.locked), "locked cluster"))
+        parts += [_count(count, words.get(kind, kind)) for kind, count in self.edit_kinds]
+        if not parts:
+            return "no corrections"
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def cluster_core(db: sqlite3.Connection, cluster_id: int, exclude: Iterable[int] = ()) -> list[int]:
@@ -154,15 +164,20 @@ def read_corrections(db: sqlite3.Connection) -> Corrections:
             "WHERE a.state IN ('done', 'expired')"):
         sides.setdefault(correction_id, ([], []))[side].append(content_hash)
     statements = []
-    edits = set()
-    for correction_id, kind, action_id in db.execute(
-            "SELECT c.id, c.kind, c.action_id FROM corrections c JOIN actions a ON a.id = c.action_id "
-            "WHERE a.state IN ('done', 'expired') ORDER BY c.action_id DESC, c.id DESC"):
+    edits: dict[int, str] = {}
+    for correction_id, kind, action_id, action_kind in db.execute(
+            "SELECT c.id, c.kind, c.action_id, a.kind FROM corrections c JOIN actions a ON a.id = c.action_id "
+            "WHERE a.state IN ('done', 'expired') ORDER BY c.action_id DESC, c.id"):
         side_a, side_b = sides.get(correction_id, ([], []))
         statements.append(Statement(str(kind), tuple(sorted(side_a)), tuple(sorted(side_b)), int(action_id)))
-        edits.add(int(action_id))
+        edits[int(action_id)] = str(action_kind)
     every = {h for lock in locked for h in lock.hashes}
     for statement in statements:
         every.update(statement.side_a)
         every.update(statement.side_b)
-    return Corrections(tuple(locked), tuple(statements), len(edits), frozenset(every))
+    kinds: dict[str, int] = {}
+    for kind in edits.values():
+        kinds[kind] = kinds.get(kind, 0) + 1
+    order = ["move", "create", "merge", "split"]
+    edit_kinds = tuple(sorted(kinds.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    return Corrections(tuple(locked), tuple(statements), edit_kinds, frozenset(every))

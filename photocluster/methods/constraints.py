@@ -251,14 +251,20 @@ class Constraints:
         if not total:
             return np.zeros((0, 2), dtype=np.int64)
         if max_pairs is not None and total > max_pairs:
+            # each drawn pair picks its block in proportion to the block's pairs, then two of its rows
             rng = rng or np.random.default_rng(0)
+            which = rng.choice(len(blocks), size=int(max_pairs), p=np.asarray(counts, dtype=np.float64) / total)
             chosen = []
-            shares = np.maximum(1, np.round(np.asarray(counts) * max_pairs / total)).astype(int)
-            for (a, b, same), share in zip(blocks, shares):
-                i = rng.integers(0, len(a), size=share * 2)
-                j = rng.integers(0, len(b), size=share * 2)
-                keep = (i != j) if same else np.ones(len(i), dtype=bool)
-                chosen.append(np.stack([a[i[keep]], b[j[keep]]], axis=1)[:share])
+            for index in np.unique(which):
+                a, b, same = blocks[index]
+                size = int((which == index).sum())
+                if same:  # two different rows of one group
+                    i = rng.integers(0, len(a), size=size)
+                    j = (i + rng.integers(1, len(a), size=size)) % len(a)
+                    chosen.append(np.stack([a[i], a[j]], axis=1))
+                else:
+                    chosen.append(np.stack([a[rng.integers(0, len(a), size=size)],
+                                            b[rng.integers(0, len(b), size=size)]], axis=1))
             return np.concatenate(chosen).astype(np.int64)
         out = []
         for a, b, same in blocks:
