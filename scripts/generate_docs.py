@@ -13,6 +13,10 @@ Only the text between the marker comments is generated::
 
     <!-- results:begin -->  ...  <!-- results:end -->          README.md: the one results table
     <!-- details:begin -->  ...  <!-- details:end -->          docs/benchmarks.md: every run, with its command
+    <!-- corrections:begin -->  ...  <!-- corrections:end -->  docs/benchmarks.md: re-clustering with corrections
+
+The corrections sections come from docs/results/corrections/*.json, what ``scripts/bench_corrections.py
+--output FILE`` writes.
 """
 
 from __future__ import annotations
@@ -277,10 +281,52 @@ def render_sweep(entry: Entry) -> list[str]:
     return lines
 
 
+def render_corrections(entries: list[Entry], root: Path = ROOT) -> str:
+    """docs/benchmarks.md: per stored ``bench_corrections.py`` run, its command and machine, every method,
+    fraction and seed with ACC before / re-run without corrections / re-run learning from them, and the
+    means."""
+    sections = []
+    for path in sorted((root / RESULTS_DIR / "corrections").glob("*.json")):
+        data = json.loads(path.read_text())
+        rec = data.get("recorded", {})
+        results = data.get("results", [])
+        lines = [f"### Re-clustering with corrections: {', '.join(sorted({r['method'] for r in results}))} on "
+                 f"{dataset_label(str(data.get('benchmark', '?')))}", ""]
+        lines.append(f"- command: `{rec.get('command', 'not recorded')}`"
+                     + (f" with `OMP_NUM_THREADS={rec['omp_num_threads']}`" if rec.get("omp_num_threads") else ""))
+        lines.append(f"- machine: {machine_text(rec)}; torch {rec.get('torch', '?')}, Python {rec.get('python', '?')}")
+        n_images = results[0].get("n_images") if results else None
+        lines.append(f"- date: {rec.get('date', 'not recorded')}; {count(n_images)} images, seeds: "
+                     f"{', '.join(str(s) for s in sorted({r['seed'] for r in results}))}")
+        lines.append(f"- code: {code_text(rec)}")
+        lines.append(f"- JSON: [`corrections/{path.name}`](results/corrections/{path.name})")
+        lines.append("")
+        lines.append("| method | corrections | seed | kept | ACC before | ACC re-run without them | ACC re-run learning "
+                     "from them | gain |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+        for r in results:
+            groups.setdefault((r["method"], r["fraction"]), []).append(r)
+        for (method, fraction), rows in groups.items():
+            for r in rows:
+                lines.append(f"| {method} | {r['corrections']} ({fraction:.0%}) | {r['seed']} | {r['kept']:.0%} "
+                             f"| {fmt(r['acc_before'])} | {fmt(r['acc_unconstrained'])} | {fmt(r['acc_after'])} "
+                             f"| {r['acc_after'] - r['acc_unconstrained']:+.4f} |")
+            if len(rows) > 1:
+                mean = {key: sum(r[key] for r in rows) / len(rows) for key in
+                        ("acc_before", "acc_unconstrained", "acc_after", "kept")}
+                wins = sum(r["acc_after"] > r["acc_unconstrained"] for r in rows)
+                lines.append(f"| **{method}** | **{fraction:.0%}, mean** | | {mean['kept']:.0%} | {fmt(mean['acc_before'])} "
+                             f"| {fmt(mean['acc_unconstrained'])} | {fmt(mean['acc_after'])} "
+                             f"| {mean['acc_after'] - mean['acc_unconstrained']:+.4f} ({wins}/{len(rows)} seeds better) |")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections) if sections else "No results stored yet."
+
+
 # file → marker name → renderer
 TARGETS: dict[Path, dict[str, Callable[[list[Entry]], str]]] = {
     README: {"results": render_readme_table},
-    BENCHMARKS: {"details": render_details},
+    BENCHMARKS: {"details": render_details, "corrections": render_corrections},
 }
 
 
@@ -300,7 +346,8 @@ def generate(root: Path = ROOT) -> dict[Path, tuple[str, str]]:
         current = (root / rel).read_text()
         new = current
         for name, render in parts.items():
-            new = replace_between(new, name, render(entries), rel)
+            body = render_corrections(entries, root) if render is render_corrections else render(entries)
+            new = replace_between(new, name, body, rel)
         out[rel] = (current, new)
     return out
 

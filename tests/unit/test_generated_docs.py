@@ -96,7 +96,14 @@ def test_generic_over_methods_datasets_and_paper_rows(tmp_path):
     (root / "docs" / "results" / "a.json").write_text(json.dumps([result, other]))
     (root / "docs" / "results" / "b.json").write_text(json.dumps(sweep))
     (root / "README.md").write_text("x\n<!-- results:begin -->\n<!-- results:end -->\ny\n")
-    (root / "docs" / "benchmarks.md").write_text("<!-- details:begin -->\n<!-- details:end -->\n")
+    (root / "docs" / "benchmarks.md").write_text("<!-- details:begin -->\n<!-- details:end -->\n"
+                                                 "<!-- corrections:begin -->\n<!-- corrections:end -->\n")
+    (root / "docs" / "results" / "corrections").mkdir()
+    row = {"method": "dac", "fraction": 0.05, "corrections": 9, "kept": 1.0, "n_images": 180,
+           "acc_before": 0.5, "acc_unconstrained": 0.55, "acc_after": 0.6}
+    (root / "docs" / "results" / "corrections" / "c.json").write_text(json.dumps(
+        {"kind": "corrections", "benchmark": "digits", "recorded": {"command": "python scripts/bench_corrections.py"},
+         "results": [{**row, "seed": 0}, {**row, "seed": 1, "acc_after": 0.5}]}))
     assert gen.check(root) == [gen.README, gen.BENCHMARKS]
     assert gen.main(["--root", str(root)]) == 0
     readme = (root / "README.md").read_text()
@@ -105,6 +112,8 @@ def test_generic_over_methods_datasets_and_paper_rows(tmp_path):
     assert "tlfwr" not in readme  # a sweep has no single figure for the table
     details = (root / "docs" / "benchmarks.md").read_text()
     assert "0.5000 → 0.6000" in details and "not recorded" in details
+    assert "| dac | 9 (5%) | 0 | 100% | 0.5000 | 0.5500 | 0.6000 | +0.0500 |" in details
+    assert "| **dac** | **5%, mean** | | 100% | 0.5000 | 0.5500 | 0.5500 | +0.0000 (1/2 seeds better) |" in details
     assert gen.check(root) == []
 
 
