@@ -6,7 +6,10 @@
 Each method runs in its own process (so memory figures do not mix): first the calibration estimate the app
 and the folder mode state before training (:mod:`photocluster.estimate`), then — after resetting the
 process's peak-memory mark — the real run through the pipeline, timed. Prints one row per method:
-predicted and actual seconds, predicted and actual peak resident memory, and writes them as JSON.
+predicted and actual seconds, predicted and actual peak resident memory, and the progress bar's ETA checked
+against the end: at 25 %, 50 % and 75 % of the run, the ETA the last event showed divided by the time that
+was really left (1.00 = exact; the issue's bar is within a factor of 2, i.e. between 0.5 and 2). Writes them
+as JSON.
 ``recommended`` is k-means on the recommended network's embeddings (give --weights offline).
 """
 
@@ -43,15 +46,28 @@ def child(args: argparse.Namespace) -> None:
     full = with_preset(method, params, args.preset, decoded.dataset)
     estimate = run_to_end(estimate_steps(decoded.dataset, method, full))
     reset_peak_memory()
+    etas: list[tuple[float, float]] = []  # (time, ETA the event showed)
+
+    def on_event(event) -> None:
+        if event.eta_seconds is not None:
+            etas.append((time.perf_counter(), float(event.eta_seconds)))
+
     started = time.perf_counter()
     run_to_end(cluster_steps(report.photos, method, params, decode_name=f"bench:{args.folder}", record=False,
-                             preset=args.preset, estimate=False))
-    seconds = time.perf_counter() - started
+                             preset=args.preset, estimate=False), on_event)
+    ended = time.perf_counter()
+    seconds = ended - started
+    eta_ratios = {}
+    for share in (0.25, 0.5, 0.75):
+        moment = started + share * seconds
+        shown = [eta for when, eta in etas if when <= moment]
+        if shown and ended > moment:
+            eta_ratios[f"{share:.0%}"] = round(shown[-1] / (ended - moment), 3)
     print(json.dumps({"method": args.child, "photos": len(decoded.dataset),
                       "predicted_seconds": None if estimate is None else estimate.seconds,
                       "actual_seconds": seconds,
                       "predicted_peak_bytes": None if estimate is None else estimate.peak_bytes,
-                      "actual_peak_bytes": peak_memory_bytes()}))
+                      "actual_peak_bytes": peak_memory_bytes(), "eta_ratio": eta_ratios}))
 
 
 def main() -> int:
@@ -68,7 +84,8 @@ def main() -> int:
         child(args)
         return 0
     rows = []
-    print(f"{'method':14} {'photos':>6} {'predicted s':>12} {'actual s':>9} {'predicted peak':>15} {'actual peak':>12}")
+    print(f"{'method':14} {'photos':>6} {'predicted s':>12} {'actual s':>9} {'predicted peak':>15} {'actual peak':>12}"
+          f"  ETA shown / real at 25, 50, 75 %")
     for method in args.methods.split(","):
         command = [sys.executable, __file__, "--child", method, "--folder", args.folder, "-k", str(args.k),
                    "--preset", args.preset, *(["--weights", args.weights] if args.weights else [])]
@@ -81,7 +98,8 @@ def main() -> int:
         predicted_s = "-" if row["predicted_seconds"] is None else f"{row['predicted_seconds']:.0f}"
         predicted_m = "-" if row["predicted_peak_bytes"] is None else f"{row['predicted_peak_bytes'] / 2**30:.2f} GB"
         print(f"{method:14} {row['photos']:>6} {predicted_s:>12} {row['actual_seconds']:>9.0f} {predicted_m:>15} "
-              f"{row['actual_peak_bytes'] / 2**30:>9.2f} GB", flush=True)
+              f"{row['actual_peak_bytes'] / 2**30:>9.2f} GB  "
+              f"{' / '.join(str(row['eta_ratio'].get(s, '-')) for s in ('25%', '50%', '75%'))}", flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps({"folder": args.folder, "preset": args.preset, "k": args.k,
                                                  "threads": os.environ.get("OMP_NUM_THREADS"), "runs": rows},
