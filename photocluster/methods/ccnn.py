@@ -112,6 +112,8 @@ SELECTIONS = ("closest", "balanced")
 #: images up to this side use the simplified digit network when network="auto"
 DIGIT_SIDE_LIMIT = 64
 CHECKPOINT_NAME = "ccnn.pt"
+#: most photos of one constrained group whose features give its mean (seeding, group → cluster mapping)
+GROUP_SAMPLE = 64
 #: most memory the kept maps of a frozen trunk may take (float16; mobilenet_v2 at 224 px: 125 KB an image)
 TRUNK_CACHE_BYTES = 2 << 30
 #: the quick protocol on photos (besides epochs and seed_pool): see protocol_params and the module docstring
@@ -145,7 +147,8 @@ def _keep_for_next_fit(images: np.ndarray, key: tuple, maps: np.ndarray) -> None
 
 
 # -- the algorithm's pieces, as functions that tests can check by hand ----------------------------------
-def kmeans_plusplus_seeds(features: np.ndarray, n_clusters: int, rng: Any) -> np.ndarray:
+def kmeans_plusplus_seeds(features: np.ndarray, n_clusters: int, rng: Any,
+                          initial: np.ndarray | None = None) -> np.ndarray:
     """Indices of ``n_clusters`` k-means++ seeds (Arthur & Vassilvitskii): D² sampling.
 
     Parameters
@@ -156,6 +159,9 @@ def kmeans_plusplus_seeds(features: np.ndarray, n_clusters: int, rng: Any) -> np
         How many seeds.
     rng:
         Needs ``integers(n)`` (first seed) and ``random()`` (a uniform number in [0, 1) per later seed).
+    initial:
+        (A, D) centres already chosen (the means of a person's constrained groups): D² sampling continues
+        from them, so the ``n_clusters`` new seeds fall away from them, and no first seed is drawn uniformly.
 
     Returns
     -------
@@ -166,9 +172,17 @@ def kmeans_plusplus_seeds(features: np.ndarray, n_clusters: int, rng: Any) -> np
     count = len(features)
     if count < n_clusters:
         raise ValueError(f"k-means++ needs at least {n_clusters} points, got {count}")
-    seeds = [int(rng.integers(count))]
-    nearest_sq = ((features - features[seeds[0]]) ** 2).sum(axis=1)
-    for _ in range(1, n_clusters):
+    if n_clusters <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if initial is not None and len(initial):
+        seeds: list[int] = []
+        nearest_sq = squared_distances(features, np.asarray(initial, dtype=np.float64)).min(axis=1)
+        first = 0
+    else:
+        seeds = [int(rng.integers(count))]
+        nearest_sq = ((features - features[seeds[0]]) ** 2).sum(axis=1)
+        first = 1
+    for _ in range(first, n_clusters):
         total = nearest_sq.sum()
         if total <= 0:  # every point coincides with a seed: take any unused index
             unused = np.setdiff1d(np.arange(count), seeds)
@@ -186,6 +200,42 @@ def squared_distances(features: np.ndarray, centroids: np.ndarray) -> np.ndarray
     """(B, k) squared Euclidean distances, clipped at 0 against rounding."""
     d2 = (features**2).sum(1)[:, None] - 2.0 * features @ centroids.T + (centroids**2).sum(1)[None, :]
     return np.maximum(d2, 0.0)
+
+
+def constrained_lloyd(
+    features: np.ndarray, centroids: np.ndarray, clamp_rows: np.ndarray, clamp_labels: np.ndarray,
+    max_iter: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means (Lloyd) iterations in which the rows ``clamp_rows`` keep ``clamp_labels``.
+
+    The constrained k-means of Wagstaff et al. (2001) / seeded k-means of Basu et al. (2002) for groups whose
+    label is already decided: every free row goes to its nearest centre, every centre is the mean of all its
+    rows — the clamped ones included, so a person's corrections pull their centre and the free rows near them
+    follow. It minimises the k-means objective over the labellings that keep the clamped labels (each step
+    lowers it), so it stops at the first repeated labelling. An empty cluster keeps its centre.
+
+    Returns
+    -------
+    (labels, centroids)
+        int64 (N,) and float64 (k, D).
+    """
+    features = np.asarray(features, dtype=np.float64)
+    centroids = np.asarray(centroids, dtype=np.float64).copy()
+    clamp_rows = np.asarray(clamp_rows, dtype=np.int64)
+    clamp_labels = np.asarray(clamp_labels, dtype=np.int64)
+    previous: np.ndarray | None = None
+    labels = np.zeros(len(features), dtype=np.int64)
+    for _ in range(max(1, int(max_iter))):
+        labels = squared_distances(features, centroids).argmin(axis=1).astype(np.int64)
+        labels[clamp_rows] = clamp_labels
+        if previous is not None and np.array_equal(labels, previous):
+            break
+        for cluster in range(len(centroids)):
+            members = labels == cluster
+            if members.any():
+                centroids[cluster] = features[members].mean(axis=0)
+        previous = labels
+    return labels, centroids
 
 
 def top_closest(distances: np.ndarray, k_m: int) -> np.ndarray:
@@ -574,6 +624,11 @@ class CCNN(ClusteringMethod):
         images = dataset.images
         count = len(images)
         k = int(self.n_clusters)
+        constraints = None if constraints is None or constraints.is_empty else constraints
+        if constraints is not None and constraints.n != count:
+            raise ValueError(f"ccnn: constraints cover {constraints.n} photos but the data set has {count}")
+        #: (N,) the label each constrained row is held to in every assignment (-1: free); None without constraints
+        self._fixed_label: np.ndarray | None = None
         checkpoint_path = Path(self.checkpoint_dir) / CHECKPOINT_NAME if self.checkpoint_dir else None
         resuming = bool(self.resume and checkpoint_path is not None and checkpoint_path.is_file())
         # A resumed run rebuilds the architecture only; its weights come from the checkpoint.
@@ -608,12 +663,18 @@ class CCNN(ClusteringMethod):
             self.history_ = list(state["history"])
             yield ProgressEvent("resume", message=f"resumed at epoch {start_epoch + 1}, mini-batch {start_batch}")
             yield from self._keep_trunk_maps(images, cancel, throttle)
+            if constraints is not None:
+                saved = state.get("fixed_label")
+                if saved is not None and len(saved) == count:
+                    self._fixed_label = saved.cpu().numpy().astype(np.int64)
+                else:  # checkpoint of a run without (these) constraints: map the groups to the current centroids
+                    self._fixed_label = self._map_groups(images, constraints, anchored=[])
         else:
             yield from self._keep_trunk_maps(images, cancel, throttle)
-            yield from self._seed(images, cancel, throttle)
+            yield from self._seed(images, cancel, throttle, constraints)
 
         if self.variant == "baseline3":
-            yield from self._full_kmeans(images, cancel, throttle)
+            yield from self._full_kmeans(images, cancel, throttle, constraints)
             self._keep_constraints(constraints)
             return
 
@@ -636,6 +697,8 @@ class CCNN(ClusteringMethod):
                 "buffer_labels": torch.tensor(buffer_labels, dtype=torch.int64),
                 "delta": {name: value.detach().cpu() for name, value in delta.items()},
                 "history": list(self.history_),
+                **({"fixed_label": torch.from_numpy(self._fixed_label.copy())}
+                   if self._fixed_label is not None else {}),
             }
 
         for epoch in range(start_epoch, int(self.epochs)):
@@ -659,13 +722,28 @@ class CCNN(ClusteringMethod):
                     features_now = self._h(inputs).double().cpu().numpy()
                 d2 = squared_distances(features_now, self.centroids_)
                 assignments = d2.argmin(axis=1)
+                held = None
+                if self._fixed_label is not None:
+                    # A person's constrained photos go to their group's cluster, not to the nearest centroid.
+                    forced = self._fixed_label[indices]
+                    held = forced >= 0
+                    assignments[held] = forced[held]
                 nearest = d2[np.arange(len(indices)), assignments]
                 distance_sum += float(nearest.sum())
                 distance_count += len(indices)
 
                 weights_changed = False
                 if learning:
-                    if self.selection == "balanced":
+                    if held is not None and held.any():
+                        # Constrained photos are always pseudo-labelled (with their group's label); the k_m
+                        # closest of the other photos are chosen as before.
+                        free = np.flatnonzero(~held)
+                        if self.selection == "balanced":
+                            picked = balanced_closest(nearest[free], assignments[free], int(self.k_m))
+                        else:
+                            picked = top_closest(nearest[free], int(self.k_m))
+                        chosen = np.concatenate([np.flatnonzero(held), free[picked]])
+                    elif self.selection == "balanced":
                         chosen = balanced_closest(nearest, assignments, int(self.k_m))
                     else:
                         chosen = top_closest(nearest, int(self.k_m))
@@ -714,8 +792,15 @@ class CCNN(ClusteringMethod):
         yield from self._label_all(images, cancel, throttle)
         self._keep_constraints(constraints)
 
-    def _seed(self, images: np.ndarray, cancel: CancelToken, throttle: Throttle) -> Iterator[ProgressEvent]:
-        """k-means++ seeds from the features of ``seed_pool`` random images (initial centroids)."""
+    def _seed(self, images: np.ndarray, cancel: CancelToken, throttle: Throttle,
+              constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
+        """k-means++ seeds from the features of ``seed_pool`` random images (initial centroids).
+
+        With constraints, each constrained group (locked clusters first, then the larger groups) starts as a
+        centroid of its own — the mean feature of its photos —, up to k of them; k-means++ then seeds the
+        remaining centroids away from those (D² sampling from the group centroids), and every group is held
+        to a cluster (:meth:`_map_groups`).
+        """
         rng = np.random.default_rng(int(self.random_state))
         count = len(images)
         pool = np.sort(rng.choice(count, size=min(count, max(int(self.seed_pool), int(self.n_clusters))), replace=False))
@@ -727,10 +812,55 @@ class CCNN(ClusteringMethod):
             if throttle.ready():
                 yield ProgressEvent("seed", start + step, len(pool), message="features for k-means++ seeding")
         pool_features = np.concatenate(chunks)
-        seeds = kmeans_plusplus_seeds(pool_features, int(self.n_clusters), rng)
-        self.centroids_ = pool_features[seeds].copy()
+        if constraints is None:
+            seeds = kmeans_plusplus_seeds(pool_features, int(self.n_clusters), rng)
+            self.centroids_ = pool_features[seeds].copy()
+        else:
+            anchored, anchors = self._group_anchors(images, constraints)
+            seeds = kmeans_plusplus_seeds(pool_features, int(self.n_clusters) - len(anchored), rng, initial=anchors)
+            self.centroids_ = np.concatenate([anchors, pool_features[seeds]]) if len(anchored) else \
+                pool_features[seeds].copy()
         self.counts_ = np.ones(int(self.n_clusters), dtype=np.int64)
+        if constraints is not None:
+            self._fixed_label = self._map_groups(images, constraints, anchored)
         yield ProgressEvent("seed", len(pool), len(pool), message=f"{self.n_clusters} k-means++ seeds")
+
+    def _group_sample(self, rows: np.ndarray) -> np.ndarray:
+        """At most GROUP_SAMPLE evenly spread rows of a group: its mean feature without a pass over a big
+        locked cluster."""
+        return rows[:: max(1, math.ceil(len(rows) / GROUP_SAMPLE))]
+
+    def _group_anchors(self, images: np.ndarray, constraints: Constraints) -> tuple[list[int], np.ndarray]:
+        """(groups that get a centroid of their own, (A, k) their mean features): locked clusters first, then
+        the other groups largest first, at most k."""
+        groups = constraints.groups()
+        locked = constraints.fixed_groups()
+        others = sorted((g for g in range(len(groups)) if g not in set(locked)), key=lambda g: -len(groups[g]))
+        anchored = (locked + others)[: int(self.n_clusters)]
+        anchors = [self._features_at(images, np.sort(self._group_sample(groups[g]))).mean(axis=0) for g in anchored]
+        return anchored, np.stack(anchors)  # constraints are not empty: at least one group
+
+    def _map_groups(self, images: np.ndarray, constraints: Constraints, anchored: list[int]) -> np.ndarray:
+        """(N,) the cluster every constrained row is held to (-1 for a free row).
+
+        A group with a centroid of its own keeps it; the others (more groups than k, or a resumed run) get
+        :meth:`Constraints.group_labels` on their photos' closeness to the centroids — distinct clusters for
+        locked clusters, never a cluster taken by a group they are apart from where another is left.
+        """
+        k = int(self.n_clusters)
+        groups = constraints.groups()
+        scores = np.zeros((constraints.n, k), dtype=np.float64)
+        for g, rows in enumerate(groups):
+            sample = np.sort(self._group_sample(rows))
+            d2 = squared_distances(self._features_at(images, sample), self.centroids_)
+            scores[sample] = -d2 / max(float(d2.max()), 1e-12)  # in [-1, 0] per row
+        for position, g in enumerate(anchored):
+            scores[self._group_sample(groups[g]), position] += 2.0  # outweighs any closeness
+        chosen = constraints.group_labels(np.zeros(constraints.n, dtype=np.int64), k, scores)
+        fixed = np.full(constraints.n, -1, dtype=np.int64)
+        for g, rows in enumerate(groups):
+            fixed[rows] = chosen[g]
+        return fixed
 
     def _finetune(
         self,
@@ -772,6 +902,9 @@ class CCNN(ClusteringMethod):
             cancel.raise_if_cancelled()
             features = self._features_at(images, np.arange(start, min(start + step, count)))
             labels, confidence = self._assign(features)
+            if self._fixed_label is not None:
+                forced = self._fixed_label[start : start + step]
+                labels = np.where(forced >= 0, forced, labels)
             self.labels_[start : start + step] = labels
             self.confidence_[start : start + step] = confidence
             self.embeddings_[start : start + step] = features
@@ -789,8 +922,15 @@ class CCNN(ClusteringMethod):
         confidence = np.where(second > 0, 1.0 - nearest / np.maximum(second, 1e-12), 0.0)
         return order[:, 0].astype(np.int64), confidence.astype(np.float32)
 
-    def _full_kmeans(self, images: np.ndarray, cancel: CancelToken, throttle: Throttle) -> Iterator[ProgressEvent]:
-        """Baseline-III: all features at once, scikit-learn k-means (k-means++, 10 restarts)."""
+    def _full_kmeans(self, images: np.ndarray, cancel: CancelToken, throttle: Throttle,
+                     constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
+        """Baseline-III: all features at once, scikit-learn k-means (k-means++, 10 restarts).
+
+        With constraints the same k-means runs first; then every group is put on one cluster
+        (:meth:`Constraints.enforce`, ranked by the group's summed squared distances to the centroids) and
+        Lloyd iterations continue with the constrained photos clamped there (:func:`constrained_lloyd`), so
+        the centroids and the free photos near the corrections follow them.
+        """
         from sklearn.cluster import KMeans
 
         count = len(images)
@@ -806,6 +946,17 @@ class CCNN(ClusteringMethod):
         self.centroids_ = kmeans.cluster_centers_.astype(np.float64)
         self.counts_ = np.bincount(kmeans.labels_, minlength=int(self.n_clusters)).astype(np.int64)
         self.labels_, self.confidence_ = self._assign(self.embeddings_.astype(np.float64))
+        if constraints is not None:
+            features = self.embeddings_.astype(np.float64)
+            held, _ = constraints.enforce(self.labels_, int(self.n_clusters),
+                                          -squared_distances(features, self.centroids_))
+            rows = constraints.constrained_rows()
+            labels, self.centroids_ = constrained_lloyd(features, self.centroids_, rows, held[rows])
+            self.counts_ = np.bincount(labels, minlength=int(self.n_clusters)).astype(np.int64)
+            self._fixed_label = np.full(len(labels), -1, dtype=np.int64)
+            self._fixed_label[rows] = held[rows]
+            free_labels, self.confidence_ = self._assign(features)
+            self.labels_ = np.where(self._fixed_label >= 0, self._fixed_label, free_labels)
         self.history_.append({"inertia": float(kmeans.inertia_)})
         self._maps = None
         yield ProgressEvent("k-means", 1, 1, message="done")

@@ -308,6 +308,35 @@ def _boot_cluster(
     return model.fit(features).predict(features).astype(np.int64)
 
 
+def constrained_boot(
+    features: np.ndarray, labels: np.ndarray, n_clusters: int, clusterer: str, constraints: Constraints,
+) -> np.ndarray:
+    """The boot labels made to keep a person's corrections (the boot is the labels round 0 trusts).
+
+    Every group goes to one label (:meth:`Constraints.enforce`: locked clusters to distinct labels, cannot-links
+    apart), ranked by the group's summed squared distances to the boot clusters' centres. For a k-means boot,
+    Lloyd iterations then continue with the constrained images clamped to those labels (constrained / seeded
+    k-means, :func:`photocluster.methods.ccnn.constrained_lloyd`): the centres move towards the corrections and
+    the free images near them follow — the same k-means objective, over the labellings that keep the
+    constraints. A GMM boot keeps its other labels.
+    """
+    from photocluster.methods.ccnn import constrained_lloyd, squared_distances
+
+    features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    labels = np.asarray(labels, dtype=np.int64)
+    centres = np.zeros((n_clusters, features.shape[1]), dtype=np.float64)
+    for cluster in range(n_clusters):
+        members = labels == cluster
+        if members.any():
+            centres[cluster] = features[members].mean(axis=0)
+    held, _ = constraints.enforce(labels, n_clusters, -squared_distances(features, centres))
+    if clusterer != "kmeans":
+        return held
+    rows = constraints.constrained_rows()
+    refined, _ = constrained_lloyd(features, centres, rows, held[rows])
+    return refined
+
+
 def _run_in_thread(work: Callable[[], Any], stage: str, cancel: CancelToken, message: str) -> Iterator[ProgressEvent]:
     """Run one blocking call (feature extraction, k-means, GMM) while still reporting and honouring cancel.
 
@@ -716,14 +745,18 @@ class TransferLearningClustering(ClusteringMethod):
                   constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
         """Boot stage, then fine-tuning rounds; on cancel the last finished round is checkpointed."""
         self._round_state = {}
+        constraints = None if constraints is None or constraints.is_empty else constraints
+        if constraints is not None and constraints.n != len(dataset):
+            raise ValueError(f"tlfwr: constraints cover {constraints.n} photos but the data set has {len(dataset)}")
         try:
-            yield from self._fit_steps(dataset, cancel)
+            yield from self._fit_steps(dataset, cancel, constraints)
             self._keep_constraints(constraints, scores=self._last_inference[1])
         except Cancelled:
             self._save(self._round_state)
             raise
 
-    def _fit_steps(self, dataset: ImageDataset, cancel: CancelToken) -> Iterator[ProgressEvent]:
+    def _fit_steps(self, dataset: ImageDataset, cancel: CancelToken,
+                   constraints: Constraints | None = None) -> Iterator[ProgressEvent]:
         feature_kind, clusterer = self._validate(dataset)
         from photocluster.devices import resolve_device
         from photocluster.models.tlfwr_net import build_transfer_net
@@ -780,6 +813,11 @@ class TransferLearningClustering(ClusteringMethod):
                 lambda: _boot_cluster(boot_features, k, clusterer, int(self.random_state), self.gmm_covariance),
                 "boot clustering", cancel, f"{clusterer} on {feature_kind} features",
             )
+            if constraints is not None:
+                boot_labels = yield from _run_in_thread(
+                    lambda: constrained_boot(boot_features, boot_labels, k, clusterer, constraints),
+                    "boot clustering", cancel, "boot clustering with the corrections",
+                )
             labels = boot_labels.copy()
             distances = distances_to_centres(boot_features, labels, k)
             reliable = np.zeros(n, dtype=bool)
@@ -803,10 +841,18 @@ class TransferLearningClustering(ClusteringMethod):
         eta = EtaEstimator(total=float(n) * int(self.epochs) * int(self.max_rounds))
         work_done = [0.0]
 
+        constrained = constraints.constrained_rows() if constraints is not None else None
         for round_index in range(first_round, int(self.max_rounds)):
             cancel.raise_if_cancelled()
-            # S3–S5: the cluster-centre neighbouring images join the reliable set with their current labels.
             before = reliable.copy()
+            if constrained is not None:
+                # The person's constrained photos are reliable in every round, on their group's label (chosen on
+                # the current labels / the last network's probabilities), and so anchor their cluster's centre.
+                chosen = constraints.group_labels(labels, k, probs)
+                labels[constrained] = chosen[constraints.group[constrained]]
+                reliable[constrained] = True
+                distances = distances_to_centres(features, labels, k)
+            # S3–S5: the cluster-centre neighbouring images join the reliable set with their current labels.
             reliable = select_reliable(distances, labels, reliable, delta, k, self.selection)
             reliable_round[reliable & ~before] = round_index
             remaining = np.flatnonzero(~reliable)
@@ -834,6 +880,8 @@ class TransferLearningClustering(ClusteringMethod):
                      "reliable": float(reliable.sum())}
             if dataset.labels is not None:
                 entry.update(reliable_purity(dataset.labels, labels, reliable, reliable_round == round_index))
+            if constraints is not None:
+                entry["constraints_kept"] = float(constraints.check(labels).all_kept)
             entry.update(self._round_metrics(dataset, labels, features, boot_dbi, boot_features, boot_labels))
             history.append(entry)
             self._round_state = {
