@@ -21,6 +21,35 @@ option: σ is the standard deviation of the Gaussians (code: ``np.random.normal(
 (no flip/colour) and comes before the clustering pass of each epoch; ``stem_pool=True`` gives the code's
 ResNet stem max-pool.
 
+Corrections as constraints (issue 18; ``fit_steps(..., constraints=...)``). MMDC minimises
+Σ_i ‖f(x_i) − t_π(i)‖² jointly over the network f and the assignment π of targets to images, alternating an
+assignment step (the per-batch Hungarian matching) with an SGD step. A person's corrections restrict the
+feasible assignments: every photo of a must-link group (a cluster's core with the photos the person put
+there, merged cores) or of a locked cluster must take a target of the *same* component, locked clusters and
+cannot-linked groups of *different* ones. Minimising the same objective under that restriction gives:
+
+* a group's component is the one nearest its photos' embeddings in total (the largest Σ f(x)·μ_c), chosen
+  at the start of every clustering pass; confirmed clusters (locked clusters and groups of ≥ 2 photos) are
+  matched to components one to one by the Hungarian method when there are at most k of them — as MMDC
+  matches images to targets one to one, and because two cores the person saw as different clusters that
+  happened to share a component in the random first epoch were trained into one cluster (digits, seed 0:
+  ACC 0.73 against 0.90 without constraints); the others take their best component no group they are
+  apart from holds;
+* the group's photos get that component's mean as a pinned target and leave the per-batch Hungarian
+  re-assignment: only the free photos' targets are permuted among themselves;
+* in the refinement stage the k-means labels are made to keep the constraints (each group on its
+  majority label, confirmed clusters apart) and Lloyd iterations follow in which the cluster means count the
+  constrained photos with their group's label and only free photos move (COP-k-means style);
+* the constrained photos are the person's labelled examples but only a few percent of the data: each
+  clustering batch gets ⌈B/4⌉ of them more, drawn at random (under fresh augmentations), so they weigh in
+  the objective and the network carries the corrections over to similar photos nobody touched (digits,
+  quick protocol, seed 0, 1 % of photos corrected: ACC 0.944 against 0.899 without the extra draws and
+  0.905 for the unconstrained re-run); every constrained photo is in the training subset.
+
+Without constraints (None or empty) nothing of this runs and the labels are those of the code before.
+The labels finally keep the constraints (:meth:`ClusteringMethod._keep_constraints` on the embeddings'
+scores).
+
 Fitted attributes: ``labels_`` (nearest mean), ``confidence_`` = 1 − d/2 where d ∈ [0, 2] is the Euclidean
 distance between the unit-norm embedding and its nearest (unit-norm) mean — 1 on the mean, and above 0
 whenever the embedding is not antipodal to every mean; ``embeddings_`` = the L2-normalised k-dim network
@@ -29,6 +58,7 @@ outputs (not the penultimate features; ``transform_features`` gives those).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -68,6 +98,8 @@ _ROTATION_STEP_WEIGHT = 3.0
 _REFINE_KMEANS_N_INIT = 3
 #: images the quick protocol trains on (all images are labelled at the end)
 QUICK_TRAIN_SUBSET = 20_000
+#: constrained rows added to every clustering batch, as a share of the batch (see _with_constrained_rows)
+_CONSTRAINED_SHARE = 0.25
 #: images per forward pass when embedding a whole data set
 _EMBED_BATCH = 512
 #: images per labelling batch when a photo library streams from disk on the CPU (bounded memory)
@@ -498,9 +530,17 @@ class MMDC(ClusteringMethod):
             self.model_.eval()
             with torch.no_grad(), self._autocast():
                 embedded = self.model_(self._for_net(centre)).float()
-            batch_targets = self.targets_[indices]
-            permutation = hungarian_reassign(embedded.cpu().numpy(), batch_targets.numpy())
-            self.targets_[indices] = batch_targets[torch.from_numpy(permutation)]
+            embedded = embedded.cpu().numpy()
+            free_indices = indices
+            pinned = getattr(self, "_pinned", None)
+            if pinned is not None:
+                # constrained rows keep their group's target: only the free rows' targets are permuted
+                free = ~pinned[indices]
+                free_indices, embedded = indices[free], embedded[free.numpy()]
+            if len(free_indices):
+                batch_targets = self.targets_[free_indices]
+                permutation = hungarian_reassign(embedded, batch_targets.numpy())
+                self.targets_[free_indices] = batch_targets[torch.from_numpy(permutation)]
         augmented = self._for_net(augmented)
         target = self.targets_[indices].to(self.device_, non_blocking=True)
         return self._sgd_step(lambda: F.mse_loss(self.model_(augmented).float(), target))
@@ -569,8 +609,124 @@ class MMDC(ClusteringMethod):
         new_labels = kmeans.fit_predict(embeddings.astype(np.float64))
         previous, _ = nearest_mean(self.targets_.numpy(), self.means_.numpy())
         aligned = align_labels(new_labels, previous, k)
+        if getattr(self, "_pinned", None) is not None:
+            aligned = self._constrained_kmeans(embeddings, aligned)
         self.targets_ = self.means_[torch.from_numpy(aligned)].clone()
         return float((aligned != previous).mean())
+
+    # -- corrections as constraints ---------------------------------------------------------------
+    @staticmethod
+    def _training_rows(order: np.ndarray, subset: int, constraints: Constraints | None) -> np.ndarray:
+        """The training subset: the first ``subset`` rows of the random ``order`` — after every constrained
+        row, when there are constraints (they are the person's labelled examples; more of them than
+        ``subset`` all train)."""
+        if constraints is None or constraints.is_empty:
+            return np.sort(order[:subset])
+        must = constraints.constrained_rows()
+        free = order[~np.isin(order, must)]
+        return np.sort(np.concatenate([must, free[:max(0, subset - len(must))]]))
+
+    def _use_constraints(self, constraints: Constraints | None, n_all: int) -> None:
+        """The constraints among the training rows (``_train_constraints``, in training positions) and the
+        mask of training rows whose target is pinned (``_pinned``); both None without constraints."""
+        self._train_constraints = self._pinned = None
+        if constraints is None or constraints.is_empty:
+            return
+        if constraints.n != n_all:
+            raise ValueError(f"constraints cover {constraints.n} photos but the data set has {n_all}")
+        if len(self._train_index) == n_all:  # the training rows are all rows, in order
+            train = constraints
+        else:
+            train = constraints.subset(self._train_index)
+        if train.is_empty:
+            return
+        self._train_constraints = train
+        self._pinned = torch.from_numpy(train.group >= 0)
+        self._constrained_positions = torch.from_numpy(train.constrained_rows())
+
+    def _choose_group_labels(self, labels: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """One label per constrained group (:meth:`Constraints.group_labels` on ``labels`` / ``scores`` of
+        the training rows), where every *anchored* group — a locked cluster, or a must-link group of two
+        or more photos (a cluster's core with the photos the person put there, merged cores) — counts as a
+        cluster of its own: when there are at most k of them they get different labels by one Hungarian
+        assignment on their summed preferences, as MMDC matches images to targets one to one. Without this
+        two cores the person saw as different clusters could share a target component from the random
+        first epoch on and be trained into one cluster (measured on digits). The remaining groups (photos
+        named only in a cannot-link) take their best label that no group they are apart from holds."""
+        train = self._train_constraints
+        k = int(self.n_clusters)
+        groups = train.groups()
+        anchored = [g for g, rows in enumerate(groups) if len(rows) > 1 or train.fixed[rows[0]] >= 0]
+        if len(anchored) > k:  # more anchored groups than clusters: only locked clusters are kept apart
+            return train.group_labels(labels, k, scores)
+        fixed = np.full(train.n, -1, dtype=np.int64)
+        for index, g in enumerate(anchored):
+            fixed[groups[g]] = index
+        return dataclasses.replace(train, fixed=fixed).group_labels(labels, k, scores)
+
+    def _with_constrained_rows(self, indices: torch.Tensor) -> torch.Tensor:
+        """A clustering batch plus ⌈share·B⌉ constrained rows drawn at random (``_CONSTRAINED_SHARE``): the
+        person's photos are a few percent of the data and would otherwise weigh a few percent of the
+        objective; drawn again every step, each is seen under several augmentations per epoch."""
+        if self._pinned is None or _CONSTRAINED_SHARE <= 0:
+            return indices
+        rows = self._constrained_positions
+        extra = math.ceil(_CONSTRAINED_SHARE * len(indices))
+        return torch.cat([indices, rows[torch.randint(len(rows), (extra,), generator=self.generator_)]])
+
+    def _pin_targets(self, group_label: np.ndarray) -> None:
+        """Every row of group g gets the mean of its label ``group_label[g]`` as its target."""
+        for rows, label in zip(self._train_constraints.groups(), group_label):
+            self.targets_[torch.from_numpy(rows)] = self.means_[int(label)]
+
+    def _assign_groups(self) -> np.ndarray:
+        """Give each constrained group the label that minimises the objective over its rows, Σ‖f(x) − μ_c‖²
+        = Σ (2 − 2 f(x)·μ_c) for unit vectors: the largest summed score f(x)·μ_c, with confirmed clusters
+        on different labels and cannot-linked groups apart (:meth:`_choose_group_labels`). Embeds only the
+        constrained rows (centre view, eval mode); pins their targets. Returns the group labels."""
+        train = self._train_constraints
+        rows = train.constrained_rows()
+        means = self.means_.numpy()
+        scores = np.zeros((len(self._train_index), means.shape[0]), dtype=np.float64)
+        self.model_.eval()
+        step = getattr(self, "_embed_batch", _EMBED_BATCH)
+        for start in range(0, len(rows), step):
+            part = rows[start:start + step]
+            batch = self._batch(torch.from_numpy(part))
+            with torch.no_grad(), self._autocast():
+                out = self.model_(self._for_net(self.augmenter_.centre_view(batch))).float()
+            scores[part] = out.cpu().numpy() @ means.T
+        group_label = self._choose_group_labels(scores.argmax(axis=1), scores)
+        self._pin_targets(group_label)
+        return group_label
+
+    def _constrained_kmeans(self, embeddings: np.ndarray, labels: np.ndarray, iterations: int = 20) -> np.ndarray:
+        """Refinement with constraints: each group takes the label most of its rows got from k-means (locked
+        clusters on different labels, cannot-links apart), then Lloyd iterations in which the cluster means
+        count every constrained row with its group's label and only the free rows move to their nearest
+        mean (COP-k-means style). Returns the labels of all training rows (the new targets' labels)."""
+        train = self._train_constraints
+        k = int(self.n_clusters)
+        x = embeddings.astype(np.float64)
+        labels = labels.astype(np.int64).copy()
+        group_label = self._choose_group_labels(labels)
+        pinned = train.group >= 0
+        for rows, label in zip(train.groups(), group_label):
+            labels[rows] = label
+        free = np.flatnonzero(~pinned)
+        centres = np.stack([x[labels == j].mean(axis=0) if (labels == j).any() else np.zeros(x.shape[1])
+                            for j in range(k)])
+        for _ in range(iterations):
+            counts = np.bincount(labels, minlength=k)
+            sums = np.zeros_like(centres)
+            np.add.at(sums, labels, x)
+            centres = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
+            d2 = (x[free] ** 2).sum(1)[:, None] - 2 * x[free] @ centres.T + (centres ** 2).sum(1)[None, :]
+            moved = d2.argmin(axis=1)
+            if np.array_equal(moved, labels[free]):
+                break
+            labels[free] = moved
+        return labels
 
     # -- checkpoints --------------------------------------------------------------------------------
     def _checkpoint_path(self) -> Path | None:
@@ -670,7 +826,8 @@ class MMDC(ClusteringMethod):
         else:
             subset = int(self.train_subset)
             if 0 < subset < n_all:
-                self._train_index = np.sort(torch.randperm(n_all, generator=self.generator_)[:subset].numpy())
+                self._train_index = self._training_rows(
+                    torch.randperm(n_all, generator=self.generator_).numpy(), subset, constraints)
             else:
                 self._train_index = np.arange(n_all)
             self.targets_ = sample_gmm_targets(len(self._train_index), int(self.n_clusters), float(self.sigma),
@@ -681,6 +838,7 @@ class MMDC(ClusteringMethod):
             self._global_step = 0
             self._work_done = 0.0
         n_train = len(self._train_index)
+        self._use_constraints(constraints, n_all)
         # Benchmark-sized sets live on the device as uint8 (MNIST: 55 MB). A photo library is a memory-mapped
         # array: on a GPU it is copied over once when it fits, but on the CPU it is read batch by batch, so
         # the process's memory is bounded by the model and the batch, not by the number of photos (a copy
@@ -744,12 +902,17 @@ class MMDC(ClusteringMethod):
             stages = self._stages()
             while self._stage in stages:
                 stage = self._stage
+                if stage == "cluster" and self._position == 0 and not refining and self._pinned is not None:
+                    # the constrained groups take the labels nearest their embeddings (start of every pass)
+                    stop_if_cancelled()
+                    self._assign_groups()
                 losses = []
                 while self._position < len(batches):
                     stop_if_cancelled()
                     lo, hi = batches[self._position]
                     indices = self._order[lo:hi]
                     if stage == "cluster":
+                        indices = self._with_constrained_rows(indices)
                         last_loss = self.cluster_step(indices, reassign=not refining)
                         self._work_done += 1.0
                     else:
@@ -798,6 +961,7 @@ class MMDC(ClusteringMethod):
         self._keep_constraints(constraints, scores=embeddings @ self.means_.numpy().T)
         self.n_iter_ = self._global_step
         self._train_images_device = None
+        self._pinned = self._train_constraints = None
         self._dataset_images = None
         yield ProgressEvent("done", total_steps, total_steps, {"loss": last_loss}, eta_seconds=0.0)
 
@@ -833,3 +997,4 @@ class MMDC(ClusteringMethod):
         self._train_index = np.arange(len(dataset))
         self.targets_ = sample_gmm_targets(len(dataset), int(self.n_clusters), float(self.sigma), self.generator_)
         self._train_images_device = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(self.device_)
+        self._pinned = self._train_constraints = None
