@@ -79,9 +79,9 @@ def scan_job(
 
 def training_job(
     photos: Sequence[Any], method: str, params: dict[str, Any], *, catalog: Any = None, cancel: CancelToken,
-    in_child_process: bool = True, preset: str = "fast",
+    in_child_process: bool = True, preset: str = "fast", corrections: bool = True,
 ) -> Iterator[ProgressEvent]:
-    """Decode (cached) → choose k when asked ("auto") → ``fit_steps`` → record in ``catalog``.
+    """Decode (cached) → choose k when asked ("auto") → corrections → ``fit_steps`` → record in ``catalog``.
 
     Returns a :class:`TrainingResult`. ``params`` without ``n_clusters`` means "auto" for methods that take
     one (see :func:`~photocluster.training_process.train_photos`). With a catalog, the run is recorded as it
@@ -91,7 +91,9 @@ def training_job(
     writes the result into the catalog, so nothing it computes can hold this process's GIL: in a worker
     thread, tlfwr stalled the window's event loop for 400-650 ms in 3 of 6 runs (2-core machine).
     ``in_child_process=False`` runs it in the calling thread instead (tests compare the two); so does a machine
-    where no child process can start.
+    where no child process can start. ``corrections``: the method learns from the person's corrections in
+    ``catalog`` (locked groups, moves, merges, splits; see :func:`photocluster.pipeline.cluster_steps`); the
+    result's ``recluster`` then says how many photos changed group.
     """
     from photocluster.methods.base import method_class
 
@@ -104,13 +106,13 @@ def training_job(
             try:
                 work = start_in_process(train_photos, list(photos), method, dict(params), cancel=cancel,
                                         method_cls=method_cls, catalog_path=catalog_path, run_id=run_id,
-                                        return_photos=False, preset=preset)
+                                        return_photos=False, preset=preset, corrections=corrections)
             except (OSError, RuntimeError) as exc:
                 yield ProgressEvent("train", message=f"cannot start a training process ({exc}); "
                                                      "training in this process instead")
         if work is None:
             work = train_photos(list(photos), method, dict(params), cancel=cancel, method_cls=method_cls,
-                                catalog_path=catalog_path, run_id=run_id, preset=preset)
+                                catalog_path=catalog_path, run_id=run_id, preset=preset, corrections=corrections)
         result = yield from work
         if not result.photos:  # sent back as row numbers (see train_photos)
             result.photos = [photos[i] for i in result.photo_rows.tolist()]
@@ -124,6 +126,26 @@ def training_job(
         raise
     return result
 
+
+def recluster_job(
+    folders: Sequence[Path], method: str, params: dict[str, Any], *, catalog: Any, cancel: CancelToken,
+    exclude: Sequence[Path] = (), preset: str = "fast", in_child_process: bool = True,
+) -> Iterator[ProgressEvent]:
+    """The app's Re-cluster: scan the folders again, then :func:`training_job` learning from the corrections.
+
+    The scan picks up the photos added since the last one (and drops the ones gone); unchanged files are
+    known to the scan index and not read again, so on an unchanged library it costs little. The training
+    then keeps the locked groups and learns from the person's moves, merges and splits, and the new photos
+    are placed among the groups. Returns ``(ScanReport, TrainingResult)``; the result's ``recluster`` is the
+    summary sentence (how many photos changed group).
+    """
+    report = yield from scan_job(folders, catalog=catalog, exclude=exclude, cancel=cancel)
+    if not report.photos:
+        raise UsageError("the folders hold no usable photos now (scan report: " + report.summary() + ")")
+    cancel.raise_if_cancelled()
+    result = yield from training_job(report.photos, method, params, catalog=catalog, cancel=cancel,
+                                     in_child_process=in_child_process, preset=preset, corrections=True)
+    return report, result
 
 
 def file_uri_list(paths: Sequence[str]) -> bytes:

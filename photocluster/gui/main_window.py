@@ -1,4 +1,5 @@
-"""The main window: add folders → scan report → pick a method → train in the background → browse, edit, export.
+"""The main window: add folders → scan report → pick a method → train in the background → browse, edit, export
+→ re-cluster, keeping the corrections.
 
 Long work (scan, decode + training, splitting a cluster, export) runs in a :class:`CancellableWorker`; the
 GUI thread only receives its signals, so the window stays responsive throughout. One job runs at a time.
@@ -6,6 +7,14 @@ GUI thread only receives its signals, so the window stays responsive throughout.
 Every edit (rename, move photos, merge, split, lock) goes through the catalog
 (:mod:`photocluster.library.catalog`), which keeps the undo / redo stack and persists it, so reopening the
 app restores the session: the clusters, their names and the user's corrections.
+
+Corrections are also what the next clustering learns from. Train and Re-cluster run the same pipeline and
+both learn (:func:`photocluster.pipeline.cluster_steps` with ``corrections=True``): locked groups keep their
+photos and names, and the moves, merges and splits become must-link / cannot-link constraints the method
+trains with. A Train that forgot them would undo the person's work one button away from the one that keeps
+it, and the folder mode learns from them too unless told otherwise. Re-cluster is the name a person looks
+for ("again, keeping my work"): it exists once there is a grouping, scans the folders again first (new
+photos get placed) and ends with a summary of how many photos changed group.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from photocluster.gui.jobs import (
     cluster_rows_job,
     file_uri_list,
     read_cluster_list,
+    recluster_job,
     scan_job,
     split_cluster_job,
     training_job,
@@ -65,6 +75,13 @@ SYNC_GRID_LOAD_LIMIT = 5000
 #: catalogs with more photos than this have their cluster list read in a worker thread (the query of the
 #: clusters and their representatives took 145 ms with 100,000 photos, measured on a 2-core machine)
 SYNC_CLUSTER_LIST_LIMIT = 20_000
+
+
+#: Train and Re-cluster both learn from the corrections (see the module docstring); their tooltips say so.
+TRAIN_TIP = ("Sort the scanned photos with the chosen method. It keeps your locked groups and learns from "
+             "the photos you moved, merged and split")
+RECLUSTER_TIP = ("Sort again, keeping your locked groups and learning from the photos you moved, merged and "
+                 "split. The folders are scanned again first, so new photos are placed too (Ctrl+R)")
 
 
 def _cluster_row(info: Any, representative: Any) -> ClusterRow:
@@ -105,7 +122,7 @@ class MainWindow(QMainWindow):
         Where the window keeps its folder list and layout (default: ``gui.ini`` in the config folder).
     """
 
-    #: emitted when a job ends: "scan", "train" or "split", and how: "done", "cancelled" or "failed"
+    #: emitted when a job ends: "scan", "train", "re-cluster" or "split", and how: "done", "cancelled" or "failed"
     job_finished = Signal(str, str)
     #: emitted after the cluster list was rebuilt from the catalog
     clusters_refreshed = Signal()
@@ -133,6 +150,8 @@ class MainWindow(QMainWindow):
         self.job_name = ""
         self._close_when_idle = False
         self._job_running = False
+        self._job_summary = ""  # what the finished job did, for the status bar (a re-cluster's summary)
+        self._retry_training: Callable[[], bool] = self.start_training  # after the weights dialog
         self._grid_stale = True
         self._grid_generation = 0
         self._current_cluster_id: int | None = None
@@ -178,8 +197,8 @@ class MainWindow(QMainWindow):
         self.add_folder_action = action("Add folder…", self.choose_folder, QKeySequence.StandardKey.Open,
                                         "Add a folder of photos (or drop folders onto the window)")
         self.scan_action = action("Scan", self.start_scan, QKeySequence("F5"), "Scan the folders again")
-        self.train_action = action("Train", self.start_training, QKeySequence("Ctrl+Return"),
-                                   "Train the chosen method on the scanned photos")
+        self.train_action = action("Train", self.start_training, QKeySequence("Ctrl+Return"), TRAIN_TIP)
+        self.recluster_action = action("Re-cluster", self.start_recluster, QKeySequence("Ctrl+R"), RECLUSTER_TIP)
         self.cancel_action = action("Cancel", self.cancel_work, QKeySequence("Esc"), "Stop the running job")
         self.undo_action = action("Undo", self.undo, QKeySequence.StandardKey.Undo, "Undo the last edit (Ctrl+Z)")
         self.redo_action = action("Redo", self.redo, [QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo],
@@ -200,7 +219,8 @@ class MainWindow(QMainWindow):
         toolbar.setObjectName("main-toolbar")
         toolbar.setMovable(False)
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        for act in (self.add_folder_action, self.scan_action, None, self.train_action, self.cancel_action, None,
+        for act in (self.add_folder_action, self.scan_action, None, self.train_action, self.recluster_action,
+                    self.cancel_action, None,
                     self.undo_action, self.redo_action, None, self.rename_action, self.merge_action,
                     self.split_action, self.lock_action, None, self.export_action):
             if act is None:
@@ -240,11 +260,16 @@ class MainWindow(QMainWindow):
         method_layout.addWidget(self.method_picker)
 
         self.train_button = QPushButton("Train")
+        self.train_button.setToolTip(TRAIN_TIP)
         self.train_button.clicked.connect(self.start_training)
+        self.recluster_button = QPushButton("Re-cluster")
+        self.recluster_button.setToolTip(RECLUSTER_TIP)
+        self.recluster_button.clicked.connect(self.start_recluster)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_work)
         run_buttons = QHBoxLayout()
         run_buttons.addWidget(self.train_button, 1)
+        run_buttons.addWidget(self.recluster_button, 1)
         run_buttons.addWidget(self.cancel_button)
         self.progress_panel = ProgressPanel()
         training_box = QGroupBox("Training")
@@ -431,12 +456,17 @@ class MainWindow(QMainWindow):
             self.scan_summary_label.setText("Add a folder of photos to begin.")
             return False
         self.scan_summary_label.setText("Scanning…")
-        # The last export destination is left out of the scan, as in the folder mode (issue 20): exported
-        # copies inside a scanned folder would otherwise come back as new photos on every scan.
+        return self._start_job("scan", scan_job, list(self.folders), catalog=self.catalog,
+                               exclude=self._scan_exclude(), returned=self._on_scan_done)
+
+    def _scan_exclude(self) -> list[Path]:
+        """Folders a scan leaves out: the last export destination.
+
+        As in the folder mode (issue 20): exported copies inside a scanned folder would otherwise come back
+        as new photos on every scan.
+        """
         exported_into = str(self.settings.value("export_destination", "") or "").strip()
-        exclude = [Path(exported_into).expanduser()] if exported_into else []
-        return self._start_job("scan", scan_job, list(self.folders), catalog=self.catalog, exclude=exclude,
-                               returned=self._on_scan_done)
+        return [Path(exported_into).expanduser()] if exported_into else []
 
     def _on_scan_done(self, report: Any) -> None:
         self.scan_report = report  # (its photos were added to the catalog in the worker)
@@ -483,9 +513,49 @@ class MainWindow(QMainWindow):
         method = self.method_picker.method_name
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         self.log_panel.log(f"train {method} ({shown or 'defaults'}) on {len(self.scan_report.photos)} photos")
+        self._retry_training = self.start_training
+        # corrections=True: Train learns from the corrections as Re-cluster does (see the module docstring)
         return self._start_job("train", training_job, list(self.scan_report.photos), method, params,
-                               catalog=self.catalog, preset=self.method_picker.preset,
+                               catalog=self.catalog, preset=self.method_picker.preset, corrections=True,
                                returned=self._on_training_done)
+
+    def start_recluster(self) -> bool:
+        """Sort the library again with the chosen method, keeping the person's work, in the background.
+
+        One job (:func:`~photocluster.gui.jobs.recluster_job`): the folders are scanned again (photos added
+        since are placed too), then the same training as :meth:`start_training` runs, learning from the
+        corrections: locked groups keep their photos and names, moved photos stay where they were put, and
+        the moves, merges and splits guide where the other photos go. When it is done the status bar and
+        the log say how many photos changed group.
+        """
+        if self.edits.pending:  # the corrections being written are part of what the run must learn from
+            self.statusBar().showMessage("Wait until the edits are saved, then re-cluster", 5000)
+            return False
+        if self.catalog is None or self.cluster_model.rowCount() == 0:
+            show_error(self, "Cannot re-cluster yet", "there is no grouping to sort again: train first")
+            return False
+        if not self.folders:
+            show_error(self, "Cannot re-cluster", "add the folder of your photos first: it is scanned again "
+                                                  "before sorting")
+            return False
+        try:
+            params = self.method_picker.method_params()
+        except ValueError as exc:
+            show_error(self, "Invalid parameter", exc)
+            return False
+        method = self.method_picker.method_name
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        self.log_panel.log(f"re-cluster with {method} ({shown or 'defaults'}): scanning the folders again, then "
+                           "sorting, keeping your locked groups and learning from your corrections")
+        self._retry_training = self.start_recluster
+        return self._start_job("re-cluster", recluster_job, list(self.folders), method, params,
+                               catalog=self.catalog, exclude=self._scan_exclude(),
+                               preset=self.method_picker.preset, returned=self._on_recluster_done)
+
+    def _on_recluster_done(self, returned: tuple[Any, TrainingResult]) -> None:
+        report, result = returned
+        self._on_scan_done(report)
+        self._on_training_done(result)
 
     def _on_training_done(self, result: TrainingResult) -> None:
         self.last_result = result  # (its notes were logged as they were yielded)
@@ -496,6 +566,10 @@ class MainWindow(QMainWindow):
         self.log_panel.log(f"{result.method}: {n_clusters} clusters of {len(result.labels)} photos{recorded}")
         chosen = next((note for note in result.notes if note.startswith("k = ")), "")  # k was chosen: "auto"
         self.method_picker.show_chosen_k(result.params.get("n_clusters") if chosen else None, chosen)
+        # The summary ("re-clustered: 3 of 24 photos changed group; …") is already in the log (a progress
+        # message of the run); the status bar and the progress line show it when the job has finished.
+        if result.recluster:
+            self._job_summary = result.recluster[:1].upper() + result.recluster[1:]
         self.refresh_clusters()
         for warning in result.warnings:  # (already in the log as a progress message)
             show_warning(self, "Check the clusters", warning)
@@ -513,7 +587,7 @@ class MainWindow(QMainWindow):
         return dialog
 
     def _on_weights_decision(self, decision: str, chosen: Any) -> None:
-        """Apply the weights dialog's decision, remember it for the next runs, and train again."""
+        """Apply the weights dialog's decision, remember it for the next runs, and train (or re-cluster) again."""
         from photocluster.methods.recommend import NO_WEIGHTS_CHOICE
 
         self.settings.setValue("weights/decision", decision)
@@ -532,11 +606,12 @@ class MainWindow(QMainWindow):
         self._train_when_idle()
 
     def _train_when_idle(self) -> None:
-        """Start training as soon as the job that just failed has finished (its signals come in order)."""
+        """Start the training that just failed (Train or Re-cluster) again as soon as its job has finished
+        (its signals come in order)."""
         if self.busy:
             QTimer.singleShot(20, self._train_when_idle)
             return
-        self.start_training()
+        self._retry_training()
 
     # ------------------------------------------------------------------------------------------
     # jobs
@@ -555,6 +630,7 @@ class MainWindow(QMainWindow):
             return False
         self.job_name = name
         self._job_outcome = "done"
+        self._job_summary = ""
         self._job_running = True
         self.progress_panel.set_idle(f"{name}: starting…")
         self.worker = start_worker(
@@ -597,7 +673,8 @@ class MainWindow(QMainWindow):
         self._job_outcome = "failed"
         self.log_panel.log(f"{self.job_name} failed: {error_reason(error)}")
         self.progress_panel.set_idle(f"{self.job_name} failed: {error_reason(error)}")
-        if self.job_name == "train" and isinstance(error, WeightsUnavailable) and not self._close_when_idle:
+        if (self.job_name in ("train", "re-cluster") and isinstance(error, WeightsUnavailable)
+                and not self._close_when_idle):
             self.progress_panel.set_idle(f"the {error.backbone} network could not be downloaded")
             self.open_weights_dialog(error)
         elif not self._close_when_idle:
@@ -611,10 +688,13 @@ class MainWindow(QMainWindow):
         name, outcome = self.job_name, self._job_outcome
         self._job_running = False
         if outcome == "done":
-            self.progress_panel.set_done(f"{name} finished")
+            self.progress_panel.set_done(self._job_summary or f"{name} finished")
         elif outcome == "cancelled":
             self.progress_panel.set_idle(f"{name} cancelled")
-        self.statusBar().showMessage(f"{name} {outcome}", 5000)
+        if outcome == "done" and self._job_summary:
+            self.statusBar().showMessage(self._job_summary)  # stays until the next message
+        else:
+            self.statusBar().showMessage(f"{name} {outcome}", 5000)
         self._update_actions()
         self.job_finished.emit(name, outcome)
         if self._close_when_idle and not self.edits.pending:
@@ -985,6 +1065,10 @@ class MainWindow(QMainWindow):
         self.scan_action.setEnabled(not busy and bool(self.folders))
         self.train_action.setEnabled(not busy and not saving)
         self.train_button.setEnabled(not busy and not saving)
+        # Re-cluster sorts an existing grouping again, from the folders (scanned again first).
+        can_recluster = has_catalog and has_clusters and bool(self.folders) and not busy and not saving
+        self.recluster_action.setEnabled(can_recluster)
+        self.recluster_button.setEnabled(can_recluster)
         cancelling = busy and self.worker is not None and self.worker.cancel_requested
         self.cancel_action.setEnabled(busy and not cancelling)
         self.cancel_button.setEnabled(busy and not cancelling)
