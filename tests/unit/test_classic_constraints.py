@@ -27,11 +27,14 @@ def points(xy: np.ndarray, labels: np.ndarray) -> ImageDataset:
 def two_lines() -> tuple[ImageDataset, np.ndarray, np.ndarray]:
     """Two horizontal lines of 26 points, 250 long and 60 apart. k-means' inertia prefers cutting both lines
     into left and right halves (each half: variance 1302 + 900 = 2202 per point, against 5208 for the
-    lines), so unconstrained k-means gets ACC 0.5. Returns the data set and each line's two end pairs."""
+    lines), so unconstrained k-means gets ACC 0.5. Returns the data set and the 5 points at each end of
+    each line (10 per line: with fewer, k-means' constrained optimum still cuts the lines — 2 per end gave
+    ACC 0.58, 4 gave 0.69 — because moving a few end points costs less than the split saves)."""
     x = np.arange(0, 251, 10)
     m = len(x)
     xy = np.concatenate([np.stack([x, np.full(m, 40)], 1), np.stack([x, np.full(m, 100)], 1)])
-    return points(xy, np.repeat([0, 1], m)), np.array([0, 1, m - 2, m - 1]), np.array([m, m + 1, 2 * m - 2, 2 * m - 1])
+    ends = np.r_[0:5, m - 5:m]
+    return points(xy, np.repeat([0, 1], m)), ends, ends + m
 
 
 def two_blobs(seed: int = 0) -> ImageDataset:
@@ -87,11 +90,13 @@ def test_constraints_fix_the_split_unconstrained_kmeans_gets_wrong():
     plain = get_method("kmeans", n_clusters=2).fit(dataset)
     assert clustering_accuracy(dataset.labels, plain.labels_) == 0.5  # left / right halves
     constraints = lines_constraints(a_ends, b_ends)
-    method = get_method("kmeans", n_clusters=2).fit(dataset, constraints=constraints)
+    method = get_method("kmeans", n_clusters=2, n_init=3).fit(dataset, constraints=constraints)
     # The seeds are the two lines' end groups (centres (125, 40) and (125, 100), divided by 255): every
     # middle point is nearer its own line's centre, so the whole lines come out.
     assert clustering_accuracy(dataset.labels, method.labels_) == 1.0
-    assert method.history_[-1]["restarts"] == 1  # the seeds fill both centres: nothing random to restart
+    # 3 unconstrained restarts refined under the constraints + 1 seeded start (the seeds fill both centres:
+    # nothing random to restart); the seeded one has the lowest constrained inertia
+    assert method.history_[-1]["restarts"] == 4 and method.history_[-1]["start"] == "seeded"
     assert method.history_[-1]["constraints_kept"] == 1.0
     np.testing.assert_allclose(method._model.cluster_centers_, [[125 / 255, 40 / 255], [125 / 255, 100 / 255]],
                                atol=1e-5)
@@ -126,7 +131,7 @@ def test_more_groups_than_clusters_still_seed_and_keep_the_constraints():
     constraints = Constraints.build(40, statements=[("together", [0, 1], ()), ("together", [2, 3], ()),
                                                     ("together", [20, 21], ()), ("together", [22, 23], ())])
     method = get_method("kmeans", n_clusters=2, n_init=4).fit(dataset, constraints=constraints)
-    assert method.history_[-1]["restarts"] == 4
+    assert method.history_[-1]["restarts"] == 8  # 4 unconstrained + 4 seeded starts
     assert clustering_accuracy(dataset.labels, method.labels_) == 1.0
 
 
@@ -193,8 +198,8 @@ def test_nmf_starts_from_the_groups_and_sees_each_group_at_its_mean():
     constraints = lines_constraints(a_ends, b_ends)
     features = method_features(dataset)
     data = _group_means_input(features, constraints)
-    np.testing.assert_allclose(data[a_ends], np.tile([125 / 255, 40 / 255], (4, 1)), atol=1e-6)
-    np.testing.assert_array_equal(data[2:24], features[2:24])  # free rows untouched
+    np.testing.assert_allclose(data[a_ends], np.tile([125 / 255, 40 / 255], (10, 1)), atol=1e-6)
+    np.testing.assert_array_equal(data[5:21], features[5:21])  # free rows untouched
     method = get_method("nmf", n_clusters=2)
     start_w, start_h = method._seeded_start(data, features, constraints)
     # the two groups' means are the two initial components (k = 2: the seeds fill H)
@@ -251,7 +256,7 @@ def corrections(labels: np.ndarray, confidence: np.ndarray, truth: np.ndarray, c
 
 # ACC on sklearn digits (raw pixels, seed 0) with 5 % corrections: after the constrained re-run, and the
 # unconstrained re-run with the moved photos pinned where the person put them (from runs of this code).
-DIGITS_5_PERCENT = {"kmeans": (0.8503, 0.8375), "gmm": (0.7935, 0.7318), "spectral": (0.9533, 0.8587),
+DIGITS_5_PERCENT = {"kmeans": (0.8442, 0.8375), "gmm": (0.7935, 0.7318), "spectral": (0.9533, 0.8587),
                     "nmf": (0.5620, 0.4040), "agglomerative": (0.8559, 0.8904)}
 
 
