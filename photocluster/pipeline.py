@@ -389,7 +389,9 @@ def cluster_steps(photos: Sequence[PhotoFile], method: str, params: dict[str, An
     started = time.monotonic()
     try:
         with fit_context() if fit_context is not None else _no_context():
-            yield from estimator.fit_steps(dataset, cancel=cancel, constraints=constraints)
+            # constraints only when there are some: a method written before them (a plug-in) still runs
+            yield from estimator.fit_steps(dataset, cancel=cancel,
+                                           **({"constraints": constraints} if constraints is not None else {}))
     except ValueError as exc:  # a method refusing its input or parameters (validated at fit time)
         # chained, so the app's error details still show where in the method it was refused
         raise UsageError(f"{method}: {exc}") from exc

@@ -53,7 +53,7 @@ class SlowMethod(base.ClusteringMethod):
         self.steps = steps
         self.random_state = random_state
 
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED, constraints=None) -> Iterator[ProgressEvent]:
         for step in range(self.steps):
             cancel.raise_if_cancelled()
             time.sleep(self.step_seconds)
@@ -69,7 +69,7 @@ class CollapsingMethod(SlowMethod):
     name = "test-collapsing"
     description = "A test method whose result is one cluster."
 
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED, constraints=None) -> Iterator[ProgressEvent]:
         yield ProgressEvent("train", 1, 1, {"loss": 0.0})
         self.labels_ = np.zeros(len(dataset), dtype=np.int64)
         self.confidence_ = np.ones(len(dataset))
@@ -85,7 +85,7 @@ class BrokenMethod(base.ClusteringMethod):
     def __init__(self, n_clusters: int = 2):
         self.n_clusters = n_clusters
 
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED, constraints=None) -> Iterator[ProgressEvent]:
         yield ProgressEvent("train", 0, 10)
         self.fail()
 
@@ -100,7 +100,7 @@ class StubbornMethod(SlowMethod):
     name = "test-stubborn"
     description = "A test method that ignores cancel."
 
-    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[ProgressEvent]:
+    def fit_steps(self, dataset, cancel: CancelToken = NEVER_CANCELLED, constraints=None) -> Iterator[ProgressEvent]:
         for step in range(self.steps):
             time.sleep(self.step_seconds)
             yield ProgressEvent("train", step + 1, self.steps, {"loss": 1.0, "pid": os.getpid()})
