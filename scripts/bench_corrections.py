@@ -87,13 +87,15 @@ def _record(catalog, photo_ids: list[int], method: str, labels: np.ndarray, conf
 
 def _corrections_to_make(labels: np.ndarray, confidence: np.ndarray, truth: np.ndarray, count: int
                          ) -> list[tuple[int, int]]:
-    """(row, class) of the ``count`` least-confident photos that sit in a cluster matched to another class."""
+    """(row, class) of the ``count`` least-confident photos that sit in a cluster matched to another class (a
+    photo whose class no cluster is matched to has nowhere to be moved, and is passed over)."""
     from photocluster.metrics import best_cluster_to_class_map
 
     class_of_cluster = best_cluster_to_class_map(truth, labels)
+    matched = set(class_of_cluster.values())  # a run that left a cluster empty has a class with no cluster
     moves = []
     for row in np.argsort(confidence, kind="stable"):
-        if class_of_cluster.get(int(labels[row])) != int(truth[row]):
+        if class_of_cluster.get(int(labels[row])) != int(truth[row]) and int(truth[row]) in matched:
             moves.append((int(row), int(truth[row])))
             if len(moves) == count:
                 break
