@@ -218,3 +218,34 @@ def test_extra_draws_give_every_component_an_equal_share_from_its_constrained_ro
     assert set(draws[component == 2].tolist()) == {4, 5, 6, 7}
     shares = torch.bincount(component, minlength=3).tolist()
     assert all(70 <= s <= 130 for s in shares), shares  # a third each (100 ± 30), not by row count
+
+
+def test_a_run_with_constraints_resumes_to_the_same_labels(tmp_path):
+    from photocluster.progress import CancelToken, Cancelled
+
+    data = _quadrants()
+    y = data.labels
+    constraints = Constraints.build(len(data), statements=[
+        ("together", np.r_[np.flatnonzero(y == 1)[:4], np.flatnonzero(y == 0)[:8]], ()),
+        ("apart", np.flatnonzero(y == 2)[:8], np.flatnonzero(y == 0)[:8])])
+    params = dict(n_clusters=4, epochs=4, batch_size=64, architecture="vgg", input_size=16, width=0.25,
+                  rotation=True, refine_from_epoch=2, lr_decay_epoch=2, augment="digits", device="cpu",
+                  checkpoint_dir=str(tmp_path / "run"), checkpoint_every=10_000)
+    whole = get_method("mmdc", **{**params, "checkpoint_dir": str(tmp_path / "whole")}).fit(data, constraints=constraints)
+    token = CancelToken()
+    first = get_method("mmdc", **params)
+    step = first.cluster_step
+
+    def cancelling(*args, **kwargs):  # cancel in the middle of a clustering pass (pinned targets, extra draws)
+        loss = step(*args, **kwargs)
+        if first._global_step + 1 >= 5:
+            token.cancel()
+        return loss
+
+    first.cluster_step = cancelling
+    with pytest.raises(Cancelled):
+        for _ in first.fit_steps(data, cancel=token, constraints=constraints):
+            pass
+    resumed = get_method("mmdc", **{**params, "resume": True}).fit(data, constraints=constraints)
+    assert np.array_equal(resumed.embeddings_, whole.embeddings_)
+    assert np.array_equal(resumed.labels_, whole.labels_)
