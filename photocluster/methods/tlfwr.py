@@ -308,30 +308,80 @@ def _boot_cluster(
     return model.fit(features).predict(features).astype(np.int64)
 
 
+def group_labels_apart(constraints: Constraints, labels: np.ndarray, n_clusters: int,
+                       scores: np.ndarray | None = None) -> np.ndarray:
+    """One label per group, as :meth:`Constraints.group_labels`, but with every locked cluster and must-link
+    group on a label of its own where there are labels enough (one Hungarian assignment over all of them, on
+    the groups' summed ``scores`` or, without scores, their rows' counts per label; the largest groups first
+    when there are more than k). Groups of one (a photo named only in a cannot-link) and the groups beyond k
+    then take their best label no group they are apart from holds.
+
+    Why: two must-link groups are the confirmed cores of two clusters the person saw apart (a merge would
+    have joined them). Chosen one by one, each on its own best label, a boot that merged two classes hands
+    both groups the merged cluster's label; a cannot-link between them then pushes one onto a third cluster's
+    label, and so on — a chain that fine-tuning on the always-reliable groups makes permanent (measured on
+    digits, seed 1, 5 % moved: ACC 0.847 against 0.923 without the corrections).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    labels = np.asarray(labels, dtype=np.int64)
+    groups = constraints.groups()
+    locked = constraints.fixed_groups()
+    others = sorted((g for g in range(len(groups)) if g not in set(locked) and len(groups[g]) > 1),
+                    key=lambda g: -len(groups[g]))
+    distinct = (locked + others)[:n_clusters]
+    preference = np.zeros((len(distinct), n_clusters), dtype=np.float64)
+    for position, g in enumerate(distinct):
+        rows = groups[g]
+        if scores is not None:
+            preference[position] = np.asarray(scores, dtype=np.float64)[rows].sum(axis=0)
+        else:
+            preference[position] = np.bincount(labels[rows], minlength=n_clusters)[:n_clusters]
+    # scale-free: each group's preferences relative to its own range, so a large group does not outbid the
+    # others merely by its size
+    span = preference.max(axis=1, keepdims=True) - preference.min(axis=1, keepdims=True)
+    preference = (preference - preference.min(axis=1, keepdims=True)) / np.where(span > 0, span, 1.0)
+    chosen_rows, chosen_labels = linear_sum_assignment(preference, maximize=True)
+    # group_labels then keeps these (a bonus no summed score reaches) and places the remaining groups
+    bonus = np.zeros((constraints.n, n_clusters), dtype=np.float64)
+    if scores is not None:
+        bonus += np.asarray(scores, dtype=np.float64)
+        bonus -= bonus.min()
+        bonus /= max(float(bonus.max()), 1e-12)  # every row's scores in [0, 1]
+    else:
+        bonus[np.arange(constraints.n), np.clip(labels, 0, n_clusters - 1)] = 1.0
+    for position, label in zip(chosen_rows, chosen_labels):
+        bonus[groups[distinct[position]], label] += 2.0
+    return constraints.group_labels(labels, n_clusters, bonus)
+
+
 def constrained_boot(
     features: np.ndarray, labels: np.ndarray, n_clusters: int, clusterer: str, constraints: Constraints,
 ) -> np.ndarray:
     """The boot labels made to keep a person's corrections (the boot is the labels round 0 trusts).
 
-    Every group goes to one label (:meth:`Constraints.enforce`: locked clusters to distinct labels, cannot-links
-    apart), ranked by the group's summed squared distances to the boot clusters' centres. For a k-means boot,
-    Lloyd iterations then continue with the constrained images clamped to those labels (constrained / seeded
-    k-means, :func:`photocluster.methods.ccnn.constrained_lloyd`): the centres move towards the corrections and
-    the free images near them follow — the same k-means objective, over the labellings that keep the
-    constraints. A GMM boot keeps its other labels.
+    Every group goes to one label (:func:`group_labels_apart`: locked clusters and must-link groups on labels of
+    their own, cannot-links apart), ranked by how many of the group's images the boot put on each label. For a
+    k-means boot, Lloyd iterations then continue with the constrained images clamped to those labels
+    (constrained / seeded k-means, :func:`photocluster.methods.ccnn.constrained_lloyd`): the centres move
+    towards the corrections and the free images near them follow — the same k-means objective, over the
+    labellings that keep the constraints. A GMM boot keeps its other labels.
     """
-    from photocluster.methods.ccnn import constrained_lloyd, squared_distances
+    from photocluster.methods.ccnn import constrained_lloyd
 
     features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     labels = np.asarray(labels, dtype=np.int64)
+    chosen = group_labels_apart(constraints, labels, n_clusters)
+    held = labels.copy()
+    for g, rows in enumerate(constraints.groups()):
+        held[rows] = chosen[g]
+    if clusterer != "kmeans":
+        return held
     centres = np.zeros((n_clusters, features.shape[1]), dtype=np.float64)
     for cluster in range(n_clusters):
         members = labels == cluster
         if members.any():
             centres[cluster] = features[members].mean(axis=0)
-    held, _ = constraints.enforce(labels, n_clusters, -squared_distances(features, centres))
-    if clusterer != "kmeans":
-        return held
     rows = constraints.constrained_rows()
     refined, _ = constrained_lloyd(features, centres, rows, held[rows])
     return refined
@@ -848,7 +898,7 @@ class TransferLearningClustering(ClusteringMethod):
             if constrained is not None:
                 # The person's constrained photos are reliable in every round, on their group's label (chosen on
                 # the current labels / the last network's probabilities), and so anchor their cluster's centre.
-                chosen = constraints.group_labels(labels, k, probs)
+                chosen = group_labels_apart(constraints, labels, k, probs)
                 labels[constrained] = chosen[constraints.group[constrained]]
                 reliable[constrained] = True
                 distances = distances_to_centres(features, labels, k)

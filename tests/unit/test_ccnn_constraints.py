@@ -36,16 +36,18 @@ def _params(**extra) -> dict:
 
 
 def corrections(labels: np.ndarray, confidence: np.ndarray, truth: np.ndarray, fraction: float) -> Constraints:
-    """The corrections benchmark's person: the least-confident photos are moved into the cluster matched to
-    their class; each is must-linked with that cluster's 10 surest photos and cannot-linked with the 10
-    surest of the cluster it left."""
+    """The person of scripts/bench_corrections.py: the least-confident photos that sit in a cluster matched to
+    another class are moved into the cluster matched to theirs; each is must-linked with that cluster's 10
+    surest photos and cannot-linked with the 10 surest of the cluster it left (the catalog's statements)."""
     k = int(truth.max()) + 1
     table = np.zeros((k, k))
     np.add.at(table, (labels, truth), 1)
     clusters, classes = linear_sum_assignment(table, maximize=True)
     cluster_of = dict(zip(classes.tolist(), clusters.tolist()))
     core = {c: np.flatnonzero(labels == c)[np.argsort(-confidence[labels == c], kind="stable")[:10]] for c in range(k)}
-    moved = np.argsort(confidence, kind="stable")[: int(round(fraction * len(labels)))]
+    order = np.argsort(confidence, kind="stable")
+    wrong = np.array([labels[i] != cluster_of[int(truth[i])] for i in order])
+    moved = order[wrong][: int(round(fraction * len(labels)))]
     target = np.array([cluster_of[int(truth[i])] for i in moved])
     statements = [("together", np.concatenate([moved[target == c], core[c]]), ()) for c in range(k) if (target == c).any()]
     for c in range(k):
@@ -138,12 +140,12 @@ def test_baseline3_clamps_the_groups_and_its_centroids_are_the_means_with_them(d
         np.testing.assert_allclose(method.centroids_[cluster], h[method.labels_ == cluster].mean(axis=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("variant,seed,gain", [("ccnn", 1, 0.03), ("baseline2", 1, 0.03), ("baseline3", 1, 0.005)])
+@pytest.mark.parametrize("variant,seed,gain", [("ccnn", 0, 0.04), ("baseline2", 2, 0.04), ("baseline3", 2, 0.01)])
 def test_corrections_propagate_beyond_the_moved_photos(digits, variant, seed, gain):
-    """The benchmark's recipe on digits (5 % moved): the re-run with the corrections beats the unconstrained
-    re-run with the moved photos pinned. Measured: ccnn 0.490 vs 0.436, baseline2 0.493 vs 0.436, baseline3
-    0.499 vs 0.487; without learning from the constraints both sides would be equal."""
-    params = _params(variant=variant, random_state=seed)
+    """scripts/bench_corrections.py on digits (quick protocol, 5 % moved): the re-run with the corrections beats
+    the unconstrained re-run with the moved photos pinned. Measured: ccnn 0.495 vs 0.429, Baseline-II 0.555
+    vs 0.491, Baseline-III 0.559 vs 0.534; a method that only pinned them afterwards would score the same."""
+    params = dict(ccnn.CCNN.protocol_params("quick", digits), device="cpu", variant=variant, random_state=seed)
     first = get_method("ccnn", **params).fit(digits)
     cons = corrections(first.labels_, np.asarray(first.confidence_, float), digits.labels, 0.05)
     after = get_method("ccnn", **params).fit(digits, constraints=cons)

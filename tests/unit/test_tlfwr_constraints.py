@@ -9,7 +9,7 @@ from scipy.optimize import linear_sum_assignment
 from photocluster import metrics
 from photocluster.data.datasets import load_dataset
 from photocluster.methods.constraints import Constraints
-from photocluster.methods.tlfwr import TransferLearningClustering, constrained_boot
+from photocluster.methods.tlfwr import TransferLearningClustering, constrained_boot, group_labels_apart
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,18 @@ def smoke(**overrides) -> TransferLearningClustering:
 
 
 def corrections(labels: np.ndarray, confidence: np.ndarray, truth: np.ndarray, fraction: float) -> Constraints:
-    """The corrections benchmark's person: the least-confident photos are moved into the cluster matched to
-    their class; each is must-linked with that cluster's 10 surest photos and cannot-linked with the 10
-    surest of the cluster it left."""
+    """The person of scripts/bench_corrections.py: the least-confident photos that sit in a cluster matched to
+    another class are moved into the cluster matched to theirs; each is must-linked with that cluster's 10
+    surest photos and cannot-linked with the 10 surest of the cluster it left (the catalog's statements)."""
     k = int(truth.max()) + 1
     table = np.zeros((k, k))
     np.add.at(table, (labels, truth), 1)
     clusters, classes = linear_sum_assignment(table, maximize=True)
     cluster_of = dict(zip(classes.tolist(), clusters.tolist()))
     core = {c: np.flatnonzero(labels == c)[np.argsort(-confidence[labels == c], kind="stable")[:10]] for c in range(k)}
-    moved = np.argsort(confidence, kind="stable")[: int(round(fraction * len(labels)))]
+    order = np.argsort(confidence, kind="stable")
+    wrong = np.array([labels[i] != cluster_of[int(truth[i])] for i in order])
+    moved = order[wrong][: int(round(fraction * len(labels)))]
     target = np.array([cluster_of[int(truth[i])] for i in moved])
     statements = [("together", np.concatenate([moved[target == c], core[c]]), ()) for c in range(k) if (target == c).any()]
     for c in range(k):
@@ -49,16 +51,30 @@ BOOT = np.array([0, 0, 0, 0, 0, 1, 1])  # k-means' own answer on POINTS (centres
 
 
 def test_kmeans_boot_continues_with_the_corrections_clamped_and_free_neighbours_follow():
-    # The 4 must go with the 10: centres 2.125 and 8.33 → the free 5.5 is now nearer the second (2.83 vs
-    # 3.375) → centres 1 and 7.625, stable.
-    cons = Constraints.build(7, statements=[("together", [3, 5], ())])
+    # The 4 must go with the 10 and the 11 (the boot has two of the three on label 1: the group's label).
+    # Clamped: centres 2.125 and 8.33 → the free 5.5 is now nearer the second (2.83 vs 3.375) → centres 1 and
+    # 7.625, stable.
+    cons = Constraints.build(7, statements=[("together", [3, 5, 6], ())])
     assert constrained_boot(POINTS, BOOT, 2, "kmeans", cons).tolist() == [0, 0, 0, 1, 1, 1, 1]
 
 
 def test_gmm_boot_only_moves_the_constrained_images():
-    cons = Constraints.build(7, statements=[("together", [3, 5], ())])
-    # the group's summed squared distance: to centre 2.5 → 2.25 + 56.25, to 10.5 → 42.25 + 0.25: label 1
+    cons = Constraints.build(7, statements=[("together", [3, 5, 6], ())])
     assert constrained_boot(POINTS, BOOT, 2, "gmm", cons).tolist() == [0, 0, 0, 1, 0, 1, 1]
+
+
+def test_must_link_groups_get_labels_of_their_own_where_one_by_one_they_would_chain():
+    # Boot labels of three groups: A mostly on 0, B mostly on 0 too (a merged boot cluster), C on 1;
+    # B is apart from C. One by one (largest first): A → 0, B → 0 (not apart from A), C → 1 — A and B share
+    # a cluster. Jointly (Hungarian on the counts, each group's scaled to [0, 1]): A → 0 (1.0), B → 2
+    # (0.5), C → 1 (1.0): every group its own label.
+    labels = np.array([0, 0, 0, 0, 0, 0, 2, 1, 1, 1, 0, 0])
+    cons = Constraints.build(12, statements=[("together", [0, 1, 2, 3], ()), ("together", [4, 5, 6], ()),
+                                              ("together", [7, 8, 9], ()), ("apart", [4, 5, 6], [7, 8, 9])])
+    one_by_one = cons.group_labels(labels, 3)
+    assert one_by_one[cons.group[0]] == one_by_one[cons.group[4]] == 0
+    chosen = group_labels_apart(cons, labels, 3)
+    assert [chosen[cons.group[r]] for r in (0, 4, 7)] == [0, 2, 1]
 
 
 def test_a_locked_boot_cluster_keeps_a_label_of_its_own():
