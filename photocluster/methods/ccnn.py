@@ -26,6 +26,34 @@ Ablations, as options of the one registered method ``ccnn``:
 * ``variant="baseline3"`` — full k-means (scikit-learn, k-means++, 10 restarts) on the initial network's
   features of all images: holds N × k features at once, as in the paper it does not scale.
 
+Corrections as constraints (issue 18, ``fit_steps(..., constraints=...)``). CCNN's objective is k-means on the
+learned features h = f(W | I) — each image belongs to its nearest centroid — with the network fine-tuned to
+reproduce the assignments of the samples it is surest of (eq. 1 on the pseudo-labelled buffer). A person's
+corrections are assignments surer than any, so they enter at exactly those three places:
+
+* **seeding**: every constrained group (locked clusters first, then the larger groups, at most k) starts as a
+  centroid of its own, the mean h of its photos (at most ``GROUP_SAMPLE`` of them), counted as that many photos
+  so γ = 1/count moves it as their running mean; k-means++ seeds the other centroids away from these (D²
+  from the group centroids). Each group is then *held* to a cluster: its own centroid, or — more groups than k,
+  or a resume without one — the nearest cluster no group it is apart from holds, locked clusters on distinct
+  ones (:meth:`Constraints.group_labels`);
+* **assignment**: in every mini-batch a constrained photo takes its group's cluster instead of the nearest
+  centroid, so it pulls that centroid in the γ = 1/count update (drift-compensated or not) and the free photos
+  around it follow the centroid;
+* **pseudo-labels**: every constrained photo of a mini-batch joins the fine-tuning buffer with its group's
+  label, besides the k_m closest free ones: the network learns the person's labels, so look-alikes of a moved
+  photo move with it in feature space.
+
+The final pass labels the constrained photos with their group's cluster and the rest by the nearest centroid.
+Baseline-II does the same without fine-tuning; Baseline-III runs constrained k-means (see ``_full_kmeans``).
+Without constraints (None or empty) nothing changes — same seeds, batches, labels (checked against the code
+before them on digits, seeds 0 and 1, every variant). Measured with ``scripts/bench_corrections.py --benchmark
+digits --method ccnn --seeds 3`` (quick protocol; 2-core CPU; the 1 % / 5 % least-confident misplaced photos
+moved): ACC of the re-run with the corrections minus the unconstrained re-run with the moved photos pinned,
+seeds 0 / 1 / 2, 1 %: +0.023 / +0.019 / +0.049, 5 %: +0.066 / +0.012 / +0.063 (Baseline-I: +0.012 / +0.022 /
++0.003, +0.040 / +0.020 / +0.053; Baseline-II: +0.027 / +0.004 / −0.048, +0.053 / +0.012 / +0.065;
+Baseline-III: +0.001 / 0 / +0.023, 0 / +0.008 / +0.025). See docs/methods/ccnn.md.
+
 Trunks (issue 16): ``backbone`` is any network of :data:`photocluster.features.pretrained.BACKBONES` (its
 ``trunk``: AlexNet conv1–conv5 — the paper's —, mobilenet_v2's ``features``, ResNet up to layer4, …) with
 ``weights`` = ``default`` / a state-dict file / ``none``; ``network="digits"`` keeps the simplified CCNN. When the

@@ -55,6 +55,31 @@ two minutes, of which ~10 s is the one pass through the lower layers.
 GMM boot clustering uses diagonal covariances (``gmm_covariance``): full covariances of 784-d raw pixels
 are neither stable nor affordable, and the paper does not say which it used.
 
+Corrections as constraints (issue 18, ``fit_steps(..., constraints=...)``). tlfwr learns only from its reliable
+set: the network is fine-tuned on the reliable images with their labels (eq. 14) and re-labels the rest (eq.
+13); an image is reliable because it is close to its cluster centre, a stand-in for "its label is right". A
+person's corrections are labels known to be right, so they are reliable from the start:
+
+* **boot**: the boot labels keep the constraints (:func:`constrained_boot`): every group on one label — locked
+  clusters and must-link groups on labels of their own where there are enough (:func:`group_labels_apart`,
+  one Hungarian assignment on how many of each group's images the boot put on each label), cannot-links
+  apart —, and a k-means boot continues its Lloyd iterations with the constrained images clamped there, so the
+  boot centres (eq. 17), and with them round 0's cluster-centre neighbours, move towards the corrections;
+* **every round**: before the reliable set is chosen, the constrained images get their group's label (chosen
+  again by :func:`group_labels_apart` on the current labels and the last network's probabilities) and are
+  marked reliable — all of them join in round 0 (``reliable_round_`` 0) — and the centres are recomputed with
+  them. The network is fine-tuned on them with every other reliable image, so it learns the person's labels
+  and re-labels their look-alikes (eq. 13); reliable images are never re-labelled, so re-labelling keeps them;
+* **end**: :meth:`ClusteringMethod._keep_constraints` with the last probabilities, a safety net; each round's
+  history entry has ``constraints_kept`` (1.0 = all kept).
+
+Without constraints (None or empty) nothing changes: same boot, rounds and labels (checked against the code
+before them on digits, seeds 0 and 1, k-means and GMM boots). Measured with ``scripts/bench_corrections.py
+--benchmark digits --method tlfwr --seeds 3`` (quick protocol: hog+kmeans boot, digit net; 2-core CPU): ACC of
+the re-run with the corrections minus the unconstrained re-run with the moved photos pinned, seeds 0 / 1 / 2,
+1 % moved: 0.000 / +0.021 / +0.043, 5 %: +0.003 / +0.012 / +0.026 (the first runs are at 0.90 / 0.92 / 0.88;
+seed 0's 1 % re-run gets 27 photos right that the other gets wrong and vice versa). See docs/methods/tlfwr.md.
+
 Fitted attributes: ``labels_`` (N,), ``confidence_`` (N,) = the final network's softmax probability of each
 image's label, ``embeddings_`` (N, D) = the fine-tuned network's feature blob (D = 4096 for AlexNet's fc7,
 128 for the digit net), ``reliable_round_`` (N,) = the round in which each image became reliable, and
