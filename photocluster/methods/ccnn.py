@@ -876,8 +876,22 @@ class CCNN(ClusteringMethod):
         locked = constraints.fixed_groups()
         others = sorted((g for g in range(len(groups)) if g not in set(locked)), key=lambda g: -len(groups[g]))
         anchored = (locked + others)[: int(self.n_clusters)]
-        anchors = [self._features_at(images, np.sort(self._group_sample(groups[g]))).mean(axis=0) for g in anchored]
+        samples = [np.sort(self._group_sample(groups[g])) for g in anchored]
+        features = self._features_of_rows(images, np.concatenate(samples))
+        anchors = [np.stack([features[int(r)] for r in rows]).mean(axis=0) for rows in samples]
         return anchored, np.stack(anchors)  # constraints are not empty: at least one group
+
+    def _features_of_rows(self, images: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray]:
+        """h of the given rows, computed in forward batches of ``batch_size`` (many small groups cost a few
+        passes, not one each)."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        step = int(self.batch_size)
+        out: dict[int, np.ndarray] = {}
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            for row, h in zip(chunk.tolist(), self._features_at(images, chunk)):
+                out[row] = h
+        return out
 
     def _map_groups(self, images: np.ndarray, constraints: Constraints, anchored: list[int]) -> np.ndarray:
         """(N,) the cluster every constrained row is held to (-1 for a free row).
@@ -889,9 +903,10 @@ class CCNN(ClusteringMethod):
         k = int(self.n_clusters)
         groups = constraints.groups()
         scores = np.zeros((constraints.n, k), dtype=np.float64)
-        for g, rows in enumerate(groups):
-            sample = np.sort(self._group_sample(rows))
-            d2 = squared_distances(self._features_at(images, sample), self.centroids_)
+        samples = [np.sort(self._group_sample(rows)) for rows in groups]
+        features = self._features_of_rows(images, np.concatenate(samples))
+        for sample in samples:
+            d2 = squared_distances(np.stack([features[int(r)] for r in sample]), self.centroids_)
             scores[sample] = -d2 / max(float(d2.max()), 1e-12)  # in [-1, 0] per row
         for position, g in enumerate(anchored):
             scores[self._group_sample(groups[g]), position] += 2.0  # outweighs any closeness

@@ -345,7 +345,7 @@ def group_labels_apart(constraints: Constraints, labels: np.ndarray, n_clusters:
     have joined them). Chosen one by one, each on its own best label, a boot that merged two classes hands
     both groups the merged cluster's label; a cannot-link between them then pushes one onto a third cluster's
     label, and so on — a chain that fine-tuning on the always-reliable groups makes permanent (measured on
-    digits, seed 1, 5 % moved: ACC 0.847 against 0.923 without the corrections).
+    digits, seed 1, 5 % moved: ACC 0.879 against 0.968 for the unconstrained re-run; 0.979 with this).
     """
     from scipy.optimize import linear_sum_assignment
 
