@@ -353,3 +353,18 @@ def test_the_shared_imagenet_weights_boot_and_fine_tune(shared_data):
     data = three_blocks(n_per=8)
     method = pretrained_smoke("mobilenet_v2", str(path), boot="mobilenet_v2+kmeans").fit(data)
     assert method.history_[0]["acc"] > 0.6  # ImageNet features separate the three block families
+
+
+def test_planned_work_for_the_eta_follows_the_delta_schedule_by_hand():
+    # 100 images, Δ 0.2 + 0.2 a round, "remaining" selection, batches of 32, 10 epochs but at least 30 steps:
+    # round 0: 20 reliable (1 batch → 30 epochs) = 600; round 1: 20 + ceil(0.4·80) = 52 (2 batches → 15) = 780;
+    # round 2: 52 + ceil(0.6·48) = 81 (3 → 10) = 810; round 3: 81 + ceil(0.8·19) = 97 (4 → 10) = 970;
+    # round 4 (Δ = 1) makes every image reliable and trains nothing. Plus a forward pass of 100 images a round
+    # at a third of a training image.
+    method = get_method("tlfwr", n_clusters=2, batch_size=32, epochs=10, min_steps=30, delta=0.2, delta_step=0.2)
+    assert method._planned_work(100, 0, 0.2, 5) == pytest.approx(600 + 780 + 810 + 970 + 4 * 100 / 3)
+    # re-planned from the last two rounds' start: only round 3 is left to train
+    assert method._planned_work(100, 81, 0.8, 2) == pytest.approx(970 + 100 / 3)
+    cumulative = get_method("tlfwr", n_clusters=2, batch_size=32, epochs=10, min_steps=0, delta_step=0.5,
+                            selection="cumulative")
+    assert cumulative._planned_work(100, 0, 0.5, 3) == pytest.approx(50 * 10 + 100 / 3)  # then Δ = 1.0: stop
