@@ -62,6 +62,17 @@ def run_once(folder: Path, home: Path, method: str, epochs: int | None) -> tuple
     return seconds, int(usage.ru_maxrss) * 1024, process.returncode
 
 
+def recorded(script: str) -> dict:
+    """How the figures were produced (command, machine, torch, code, date), as the benchmark JSON records it."""
+    import shlex
+
+    from photocluster.benchmarks.runner import _run_metadata
+
+    meta = _run_metadata({})
+    meta["command"] = shlex.join(["python", f"scripts/{script}", *sys.argv[1:]])
+    return meta
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="mmdc")
@@ -86,8 +97,9 @@ def main() -> int:
         print(f"{size:>7} {seconds:>8.0f} {peak / 2**30:>6.2f} GB" + ("" if code == 0 else f"  (failed: exit {code})"),
               flush=True)
     if args.output:
-        Path(args.output).write_text(json.dumps({"method": args.method, "preset": "fast", "epochs": args.epochs,
-                                                 "threads": os.environ.get("OMP_NUM_THREADS"), "runs": rows},
+        Path(args.output).write_text(json.dumps({"kind": "photo-memory", "method": args.method, "preset": "fast",
+                                                 "epochs": args.epochs, "threads": os.environ.get("OMP_NUM_THREADS"),
+                                                 "runs": rows, "recorded": recorded("bench_photo_memory.py")},
                                                 indent=2) + "\n")
     return 0
 

@@ -70,6 +70,17 @@ def child(args: argparse.Namespace) -> None:
                       "actual_peak_bytes": peak_memory_bytes(), "eta_ratio": eta_ratios}))
 
 
+def recorded(script: str) -> dict:
+    """How the figures were produced (command, machine, torch, code, date), as the benchmark JSON records it."""
+    import shlex
+
+    from photocluster.benchmarks.runner import _run_metadata
+
+    meta = _run_metadata({})
+    meta["command"] = shlex.join(["python", f"scripts/{script}", *sys.argv[1:]])
+    return meta
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", required=True)
@@ -101,8 +112,10 @@ def main() -> int:
               f"{row['actual_peak_bytes'] / 2**30:>9.2f} GB  "
               f"{' / '.join(str(row['eta_ratio'].get(s, '-')) for s in ('25%', '50%', '75%'))}", flush=True)
     if args.output:
-        Path(args.output).write_text(json.dumps({"folder": args.folder, "preset": args.preset, "k": args.k,
-                                                 "threads": os.environ.get("OMP_NUM_THREADS"), "runs": rows},
+        Path(args.output).write_text(json.dumps({"kind": "photo-presets", "folder": args.folder,
+                                                 "preset": args.preset, "k": args.k,
+                                                 "threads": os.environ.get("OMP_NUM_THREADS"), "runs": rows,
+                                                 "recorded": recorded("bench_photo_presets.py")},
                                                 indent=2) + "\n")
     return 0
 

@@ -15,8 +15,11 @@ Only the text between the marker comments is generated::
     <!-- details:begin -->  ...  <!-- details:end -->          docs/benchmarks.md: every run, with its command
     <!-- corrections:begin -->  ...  <!-- corrections:end -->  docs/benchmarks.md: re-clustering with corrections
 
+    <!-- photo-runs:begin -->  ...  <!-- photo-runs:end -->    docs/benchmarks.md: photo presets, peak memory
+
 The corrections sections come from docs/results/corrections/*.json, what ``scripts/bench_corrections.py
---output FILE`` writes.
+--output FILE`` writes; the photo-runs sections from docs/results/photo-presets/*.json and
+docs/results/photo-memory/*.json (``scripts/bench_photo_presets.py`` / ``bench_photo_memory.py --output``).
 """
 
 from __future__ import annotations
@@ -323,10 +326,52 @@ def render_corrections(entries: list[Entry], root: Path = ROOT) -> str:
     return "\n\n".join(sections) if sections else "No results stored yet."
 
 
+def _recorded_lines(rec: dict[str, Any], json_link: str) -> list[str]:
+    return [f"- command: `{rec.get('command', 'not recorded')}`"
+            + (f" with `OMP_NUM_THREADS={rec['omp_num_threads']}`" if rec.get("omp_num_threads") else ""),
+            f"- machine: {machine_text(rec)}; torch {rec.get('torch', '?')}, Python {rec.get('python', '?')}",
+            f"- date: {rec.get('date', 'not recorded')}; code: {code_text(rec)}",
+            f"- JSON: {json_link}", ""]
+
+
+def render_photo_runs(entries: list[Entry], root: Path = ROOT) -> str:
+    """docs/benchmarks.md: the photo presets' estimate against the real run (``bench_photo_presets.py``) and
+    the peak memory by number of photos (``bench_photo_memory.py``), from docs/results/photo-presets/ and
+    docs/results/photo-memory/."""
+    sections = []
+    for path in sorted((root / RESULTS_DIR / "photo-presets").glob("*.json")):
+        data = json.loads(path.read_text())
+        lines = [f"### The {data.get('preset', '?')} preset on {Path(str(data.get('folder', '?'))).name}, "
+                 f"k = {data.get('k', '?')}: estimate against the real run", ""]
+        lines += _recorded_lines(data.get("recorded", {}), f"[`photo-presets/{path.name}`](results/photo-presets/{path.name})")
+        lines.append("| method | photos | predicted s | actual s | predicted peak | actual peak | ETA shown / time "
+                     "really left, at 25 / 50 / 75 % |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+        for r in data.get("runs", []):
+            predicted_s = "-" if r.get("predicted_seconds") is None else f"{r['predicted_seconds']:.0f}"
+            predicted_m = "-" if r.get("predicted_peak_bytes") is None else f"{r['predicted_peak_bytes'] / 2**30:.2f} GiB"
+            ratios = " / ".join(str(r.get("eta_ratio", {}).get(s, "-")) for s in ("25%", "50%", "75%"))
+            lines.append(f"| {r['method']} | {r['photos']} | {predicted_s} | {r['actual_seconds']:.0f} | {predicted_m} "
+                         f"| {r['actual_peak_bytes'] / 2**30:.2f} GiB | {ratios} |")
+        sections.append("\n".join(lines))
+    for path in sorted((root / RESULTS_DIR / "photo-memory").glob("*.json")):
+        data = json.loads(path.read_text())
+        epochs = data.get("epochs")
+        lines = [f"### Peak memory of {data.get('method', '?')}'s {data.get('preset', '?')} preset by number of photos"
+                 + (f" ({epochs} epoch{'s' if epochs != 1 else ''})" if epochs else ""), ""]
+        lines += _recorded_lines(data.get("recorded", {}), f"[`photo-memory/{path.name}`](results/photo-memory/{path.name})")
+        lines.append("| photos | seconds | peak resident memory | exit code |")
+        lines.append("| --- | --- | --- | --- |")
+        for r in data.get("runs", []):
+            lines.append(f"| {count(r['photos'])} | {r['seconds']:.0f} | {r['peak_bytes'] / 2**30:.2f} GiB | {r['exit_code']} |")
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections) if sections else "No results stored yet."
+
+
 # file → marker name → renderer
 TARGETS: dict[Path, dict[str, Callable[[list[Entry]], str]]] = {
     README: {"results": render_readme_table},
-    BENCHMARKS: {"details": render_details, "corrections": render_corrections},
+    BENCHMARKS: {"details": render_details, "corrections": render_corrections, "photo-runs": render_photo_runs},
 }
 
 
@@ -346,7 +391,7 @@ def generate(root: Path = ROOT) -> dict[Path, tuple[str, str]]:
         current = (root / rel).read_text()
         new = current
         for name, render in parts.items():
-            body = render_corrections(entries, root) if render is render_corrections else render(entries)
+            body = render(entries, root) if render in (render_corrections, render_photo_runs) else render(entries)
             new = replace_between(new, name, body, rel)
         out[rel] = (current, new)
     return out

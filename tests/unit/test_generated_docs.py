@@ -97,7 +97,8 @@ def test_generic_over_methods_datasets_and_paper_rows(tmp_path):
     (root / "docs" / "results" / "b.json").write_text(json.dumps(sweep))
     (root / "README.md").write_text("x\n<!-- results:begin -->\n<!-- results:end -->\ny\n")
     (root / "docs" / "benchmarks.md").write_text("<!-- details:begin -->\n<!-- details:end -->\n"
-                                                 "<!-- corrections:begin -->\n<!-- corrections:end -->\n")
+                                                 "<!-- corrections:begin -->\n<!-- corrections:end -->\n"
+                                                 "<!-- photo-runs:begin -->\n<!-- photo-runs:end -->\n")
     (root / "docs" / "results" / "corrections").mkdir()
     row = {"method": "dac", "fraction": 0.05, "corrections": 9, "kept": 1.0, "n_images": 180,
            "acc_before": 0.5, "acc_unconstrained": 0.55, "acc_after": 0.6}
@@ -122,3 +123,30 @@ def test_missing_markers_are_an_error(tmp_path):
     (tmp_path / "README.md").write_text("no markers here\n")
     with pytest.raises(ValueError, match="markers"):
         gen.check(tmp_path)
+
+
+def test_photo_presets_and_memory_runs_get_their_sections(tmp_path):
+    root = tmp_path
+    for sub in ("photo-presets", "photo-memory"):
+        (root / "docs" / "results" / sub).mkdir(parents=True)
+    (root / "README.md").write_text("<!-- results:begin -->\n<!-- results:end -->\n")
+    (root / "docs" / "benchmarks.md").write_text("<!-- details:begin -->\n<!-- details:end -->\n"
+                                                 "<!-- corrections:begin -->\n<!-- corrections:end -->\n"
+                                                 "<!-- photo-runs:begin -->\n<!-- photo-runs:end -->\n")
+    recorded = {"command": "python scripts/bench_photo_presets.py --folder x", "omp_num_threads": "1"}
+    (root / "docs" / "results" / "photo-presets" / "p.json").write_text(json.dumps(
+        {"kind": "photo-presets", "folder": "/data/photos-sample", "preset": "fast", "k": 5, "recorded": recorded,
+         "runs": [{"method": "dac", "photos": 200, "predicted_seconds": 97.4, "actual_seconds": 96.6,
+                   "predicted_peak_bytes": 2 * 2**30, "actual_peak_bytes": 1.5 * 2**30,
+                   "eta_ratio": {"50%": 1.2, "75%": 0.9}}]}))
+    (root / "docs" / "results" / "photo-memory" / "m.json").write_text(json.dumps(
+        {"kind": "photo-memory", "method": "mmdc", "preset": "fast", "epochs": 1, "recorded": {},
+         "runs": [{"photos": 5000, "seconds": 1062.4, "peak_bytes": 2.25 * 2**30, "exit_code": 0}]}))
+    assert gen.main(["--root", str(root)]) == 0
+    details = (root / "docs" / "benchmarks.md").read_text()
+    assert "### The fast preset on photos-sample, k = 5: estimate against the real run" in details
+    assert "`python scripts/bench_photo_presets.py --folder x` with `OMP_NUM_THREADS=1`" in details
+    assert "| dac | 200 | 97 | 97 | 2.00 GiB | 1.50 GiB | - / 1.2 / 0.9 |" in details
+    assert "### Peak memory of mmdc's fast preset by number of photos (1 epoch)" in details
+    assert "| 5,000 | 1062 | 2.25 GiB | 0 |" in details
+    assert gen.check(root) == []
