@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Screenshots of the main window after a scan, during training and with clusters → docs/screenshots/.
+"""Screenshots of the main window after a scan, during training, with clusters and after a re-cluster → docs/screenshots/.
 
 Runs the real app on a real X server: under Xvfb (``xvfb-run``, started automatically when there is no
 display) with Qt's xcb platform, not the offscreen one, so fonts, style and layout are what a user sees.
@@ -212,6 +212,24 @@ def main() -> int:
     # 4. the same in the dark theme
     apply_theme(app, dark=True)
     shoot("04-clusters-dark.png")
+    apply_theme(app, dark=False)
+
+    # 5. a re-cluster after corrections: the renamed cluster locked, a photo of its kind moved into it from
+    # another cluster; Re-cluster trains again learning from that, and the status bar says what changed
+    stray = next((p for c in clusters if c.id != largest.id for p in window.catalog.photos_in(c.id)
+                  if Path(p.path).parent.name == kind), None)
+    if stray is not None:
+        window.move_photos([stray.id], largest.id)
+    window.select_cluster(largest.id)
+    window.toggle_lock()
+    wait_until(lambda: not window.edits.pending, 120, "the edits to be saved")  # the re-cluster learns from them
+    finished = len(outcomes)
+    window.recluster_button.click()
+    wait_until(lambda: len(outcomes) > finished, 3600, "the end of the re-cluster")
+    if outcomes[-1][1] != "done":
+        raise SystemExit(f"the re-cluster ended as {outcomes[-1]}")
+    window.select_cluster(largest.id)
+    shoot("07-recluster.png", wait=1.0)
     window.close()
     shutil.rmtree(home, ignore_errors=True)
     return 0
