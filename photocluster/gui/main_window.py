@@ -505,19 +505,27 @@ class MainWindow(QMainWindow):
         if not self.scan_report.photos:
             show_error(self, "Cannot train", "the scan found no usable photos")
             return False
-        try:
-            params = self.method_picker.method_params()
-        except ValueError as exc:
-            show_error(self, "Invalid parameter", exc)
+        chosen = self._chosen_method()
+        if chosen is None:
             return False
-        method = self.method_picker.method_name
-        shown = ", ".join(f"{k}={v}" for k, v in params.items())
-        self.log_panel.log(f"train {method} ({shown or 'defaults'}) on {len(self.scan_report.photos)} photos")
+        method, params, shown = chosen
+        self.log_panel.log(f"train {method} ({shown}) on {len(self.scan_report.photos)} photos")
         self._retry_training = self.start_training
         # corrections=True: Train learns from the corrections as Re-cluster does (see the module docstring)
         return self._start_job("train", training_job, list(self.scan_report.photos), method, params,
                                catalog=self.catalog, preset=self.method_picker.preset, corrections=True,
                                returned=self._on_training_done)
+
+    def _chosen_method(self) -> tuple[str, dict[str, Any], str] | None:
+        """The picker's method, its parameters and how the log shows them; None (after saying why) when a
+        parameter is invalid."""
+        try:
+            params = self.method_picker.method_params()
+        except ValueError as exc:
+            show_error(self, "Invalid parameter", exc)
+            return None
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        return self.method_picker.method_name, params, shown or "defaults"
 
     def start_recluster(self) -> bool:
         """Sort the library again with the chosen method, keeping the person's work, in the background.
@@ -538,14 +546,11 @@ class MainWindow(QMainWindow):
             show_error(self, "Cannot re-cluster", "add the folder of your photos first: it is scanned again "
                                                   "before sorting")
             return False
-        try:
-            params = self.method_picker.method_params()
-        except ValueError as exc:
-            show_error(self, "Invalid parameter", exc)
+        chosen = self._chosen_method()
+        if chosen is None:
             return False
-        method = self.method_picker.method_name
-        shown = ", ".join(f"{k}={v}" for k, v in params.items())
-        self.log_panel.log(f"re-cluster with {method} ({shown or 'defaults'}): scanning the folders again, then "
+        method, params, shown = chosen
+        self.log_panel.log(f"re-cluster with {method} ({shown}): scanning the folders again, then "
                            "sorting, keeping your locked groups and learning from your corrections")
         self._retry_training = self.start_recluster
         return self._start_job("re-cluster", recluster_job, list(self.folders), method, params,

@@ -30,19 +30,11 @@ from photocluster.methods.dac import (
 )
 from photocluster.models.dac_net import DACNet, RestraintLayer, frame_to_network, network_input_size
 from photocluster.progress import CancelToken, Cancelled
+from toy_images import bars_dataset  # tests/unit/toy_images.py
 
 
 def _bars_dataset(n_per_class: int = 60, seed: int = 0) -> ImageDataset:
-    """Three well-separated kinds of 8x8 grey images (horizontal bar, vertical bar, diagonal) with noise."""
-    rng = np.random.default_rng(seed)
-    templates = np.zeros((3, 8, 8))
-    templates[0, 3:5, :] = 1
-    templates[1, :, 3:5] = 1
-    templates[2][np.eye(8, dtype=bool)] = 1
-    labels = np.repeat(np.arange(3), n_per_class)
-    images = templates[labels] * 200 + rng.uniform(0, 55, size=(len(labels), 8, 8))
-    order = rng.permutation(len(labels))
-    return ImageDataset("bars", images[order].astype(np.uint8), labels[order])
+    return bars_dataset(n_per_class, seed)
 
 
 # fast settings: one selection batch of at most 60 images, mini-batches of 20

@@ -12,21 +12,13 @@ from photocluster.data.dataset import ImageDataset
 from photocluster.methods.base import get_method
 from photocluster.methods.constraints import Constraints
 from photocluster.methods.dac import _ConstraintPlan, select_pairs
+from toy_images import bars_dataset  # tests/unit/toy_images.py
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _bars_dataset(n_per_class: int = 40, seed: int = 0) -> ImageDataset:
-    """Three kinds of 8x8 grey images (horizontal bar, vertical bar, diagonal) with noise."""
-    rng = np.random.default_rng(seed)
-    templates = np.zeros((3, 8, 8))
-    templates[0, 3:5, :] = 1
-    templates[1, :, 3:5] = 1
-    templates[2][np.eye(8, dtype=bool)] = 1
-    labels = np.repeat(np.arange(3), n_per_class)
-    images = templates[labels] * 200 + rng.uniform(0, 55, size=(len(labels), 8, 8))
-    order = rng.permutation(len(labels))
-    return ImageDataset("bars", images[order].astype(np.uint8), labels[order])
+    return bars_dataset(n_per_class, seed)
 
 
 # two selection batches of 30 out of 60 images a pass, from 120: a constrained row is left out of a pass

@@ -23,24 +23,14 @@ from photocluster.methods.mmdc import (
     sample_gmm_targets,
 )
 from photocluster.progress import CancelToken, Cancelled
+from toy_images import quadrant_images  # tests/unit/toy_images.py
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _quadrant_images(n_per_class: int = 48, side: int = 16, seed: int = 0) -> ImageDataset:
-    """Four well-separated classes: a bright block in one quadrant of a noisy grey image."""
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    half = side // 2
-    for c in range(4):
-        y0, x0 = (c // 2) * half, (c % 2) * half
-        for _ in range(n_per_class):
-            img = rng.integers(0, 40, size=(side, side), dtype=np.int64)
-            img[y0 + 1 : y0 + half - 1, x0 + 1 : x0 + half - 1] += 200
-            images.append(np.clip(img, 0, 255).astype(np.uint8))
-            labels.append(c)
-    return ImageDataset("quadrants", np.stack(images)[..., None], np.array(labels))
+    return quadrant_images(n_per_class, side, seed)
 
 
 def _tiny_params(**overrides):

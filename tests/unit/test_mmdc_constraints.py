@@ -13,6 +13,7 @@ from photocluster.data.dataset import ImageDataset
 from photocluster.methods import get_method
 from photocluster.methods.constraints import Constraints
 from photocluster.methods.mmdc import MMDC, nearest_mean
+from toy_images import quadrant_images  # tests/unit/toy_images.py
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -149,17 +150,7 @@ def test_the_refinement_means_count_constrained_rows_with_their_group_label():
 
 
 def _quadrants(n_per_class: int = 24, side: int = 16, seed: int = 0) -> ImageDataset:
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    half = side // 2
-    for c in range(4):
-        y0, x0 = (c // 2) * half, (c % 2) * half
-        for _ in range(n_per_class):
-            img = rng.integers(0, 40, size=(side, side), dtype=np.int64)
-            img[y0 + 1: y0 + half - 1, x0 + 1: x0 + half - 1] += 200
-            images.append(np.clip(img, 0, 255).astype(np.uint8))
-            labels.append(c)
-    return ImageDataset("quadrants", np.stack(images)[..., None], np.array(labels))
+    return quadrant_images(n_per_class, side, seed)
 
 
 def test_the_network_learns_the_constraints_and_trains_on_every_constrained_row():
