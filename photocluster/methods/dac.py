@@ -552,7 +552,8 @@ class DAC(ClusteringMethod):
         The fast preset's memory is the training mini-batch's activations (96 px, one thread: +2.2 GB for
         100 photos, +0.7 GB for 32) and the labelling batch's (+3.2 GB for 500, +0.4 GB for 100). On the 200
         shared photos (one thread) it was 231 s and 3.31 GB with mini-batches of 100, 3 passes over each
-        selection batch and contiguous tensors; now 100 s and 1.79 GB (139 s with the calibration). Its ACC
+        selection batch and contiguous tensors; now 95 s and 2.00 GiB (bench_photo_presets), and the folder
+        mode end to end, calibration included, 144 s with a 1.84 GiB peak (/usr/bin/time). Its ACC
         there, seeds 0–2: 0.355 / 0.35 / 0.30 against 0.395 / 0.40 / 0.38 before (3 passes over each batch
         gave 0.355 / 0.395 / 0.35 in 117 s; docs/methods/dac.md)."""
         if preset != "fast":
