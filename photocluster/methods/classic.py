@@ -506,8 +506,6 @@ class KMeansMethod(_FeatureClustering):
         self.device = device
 
     def _cluster(self, features: np.ndarray, cancel: CancelToken, constraints: Constraints | None = None):
-        from sklearn.cluster import KMeans
-
         n_init = max(1, int(self.n_init))
         # One restart per sklearn call, so a cancel takes effect between restarts; the restarts' seeds
         # come from one generator seeded by random_state, so the whole fit is reproducible.
@@ -519,8 +517,7 @@ class KMeansMethod(_FeatureClustering):
             cancel.raise_if_cancelled()
             yield ProgressEvent("cluster", i, n_init, {} if best is None else {"inertia": float(best.inertia_)},
                                 f"k-means restart {i + 1}/{n_init}")
-            model = KMeans(n_clusters=self.n_clusters, n_init=1, max_iter=int(self.max_iter), random_state=int(seed))
-            model.fit(features)
+            model = self._unconstrained_restart(features, seed)
             if best is None or model.inertia_ < best.inertia_:
                 best = model
         self._model = best
@@ -529,52 +526,58 @@ class KMeansMethod(_FeatureClustering):
 
     def _cluster_constrained(self, features: np.ndarray, cancel: CancelToken, constraints: Constraints,
                              seeds: np.ndarray):
-        from sklearn.cluster import KMeans
-
         if self.correction_start not in CORRECTION_STARTS:
             raise UsageError(f"kmeans: correction_start must be one of {', '.join(CORRECTION_STARTS)}, "
                              f"got {self.correction_start!r}")
         solver = _ConstrainedKMeans(features, self.n_clusters, constraints, max_iter=int(self.max_iter))
-        best = None
-        starts = 0
-        if self.correction_start == "previous":
-            previous = None
-            for i, seed in enumerate(seeds):  # the restarts of a run without corrections, as it keeps them
-                cancel.raise_if_cancelled()
-                yield ProgressEvent("cluster", i, len(seeds), {}, f"k-means restart {i + 1}/{len(seeds)}")
-                free = KMeans(n_clusters=self.n_clusters, n_init=1, max_iter=int(self.max_iter),
-                              random_state=int(seed)).fit(features)
-                if previous is None or free.inertia_ < previous.inertia_:
-                    previous = free
-            best = dict(solver.run(cancel=cancel, centres=previous.cluster_centers_), start="previous")
-            # ... and the seeded start, for corrections the old grouping's optimum cannot take in (must-links
-            # across two of its clusters): the lower constrained inertia wins
-            seeded = dict(solver.run(np.random.RandomState(int(seeds[0])), cancel), start="seeded")
-            if seeded["inertia"] < best["inertia"]:
-                best = seeded
-            starts = 2
-            seeds = seeds[:0]
-        for i, seed in enumerate(seeds):
-            cancel.raise_if_cancelled()
-            yield ProgressEvent("cluster", i, len(seeds), {} if best is None else {"inertia": best["inertia"]},
-                                f"constrained k-means restart {i + 1}/{len(seeds)}")
-            # the unconstrained restart of this seed (the very fit a run without corrections makes), refined
-            # under the constraints ...
-            free = KMeans(n_clusters=self.n_clusters, n_init=1, max_iter=int(self.max_iter),
-                          random_state=int(seed)).fit(features)
-            runs = [dict(solver.run(cancel=cancel, centres=free.cluster_centers_), start="unconstrained")]
-            # ... and the seeded start (the same every time when the seeds fill all k centres)
-            if i == 0 or not solver.deterministic:
-                runs.append(dict(solver.run(np.random.RandomState(int(seed)), cancel), start="seeded"))
-            for run in runs:
-                starts += 1
-                if best is None or run["inertia"] < best["inertia"]:
-                    best = run
+        search = self._from_previous if self.correction_start == "previous" else self._best_of_every_start
+        best, starts = yield from search(features, cancel, solver, seeds)
         self._model = _FittedCentres(best["centres"], best["inertia"], best["n_iter"])
         self._constraint_scores = best["scores"]
         return best["labels"], _distance_confidence(best["distances"]), {
             "inertia": float(best["inertia"]), "n_iter": int(best["n_iter"]), "restarts": float(starts),
             "start": best["start"]}
+
+    def _unconstrained_restart(self, features: np.ndarray, seed: int):
+        from sklearn.cluster import KMeans
+
+        return KMeans(n_clusters=self.n_clusters, n_init=1, max_iter=int(self.max_iter),
+                      random_state=int(seed)).fit(features)
+
+    def _from_previous(self, features: np.ndarray, cancel: CancelToken, solver: _ConstrainedKMeans,
+                       seeds: np.ndarray):
+        """``correction_start=previous``: the fit a run without corrections keeps (its restarts, lowest
+        inertia) refined under the constraints, against the seeded start — for corrections the old optimum
+        cannot take in (must-links across two of its clusters); the lower constrained inertia wins."""
+        previous = None
+        for i, seed in enumerate(seeds):
+            cancel.raise_if_cancelled()
+            yield ProgressEvent("cluster", i, len(seeds), {}, f"k-means restart {i + 1}/{len(seeds)}")
+            free = self._unconstrained_restart(features, seed)
+            if previous is None or free.inertia_ < previous.inertia_:
+                previous = free
+        best = dict(solver.run(cancel=cancel, centres=previous.cluster_centers_), start="previous")
+        seeded = dict(solver.run(np.random.RandomState(int(seeds[0])), cancel), start="seeded")
+        return (seeded if seeded["inertia"] < best["inertia"] else best), 2
+
+    def _best_of_every_start(self, features: np.ndarray, cancel: CancelToken, solver: _ConstrainedKMeans,
+                             seeds: np.ndarray):
+        """``correction_start=best``: every restart's unconstrained fit refined under the constraints and the
+        seeded start; the lowest constrained inertia wins."""
+        best, starts = None, 0
+        for i, seed in enumerate(seeds):
+            cancel.raise_if_cancelled()
+            yield ProgressEvent("cluster", i, len(seeds), {} if best is None else {"inertia": best["inertia"]},
+                                f"constrained k-means restart {i + 1}/{len(seeds)}")
+            free = self._unconstrained_restart(features, seed)
+            runs = [dict(solver.run(cancel=cancel, centres=free.cluster_centers_), start="unconstrained")]
+            if i == 0 or not solver.deterministic:  # the seeded start is the same every time when seeds fill k
+                runs.append(dict(solver.run(np.random.RandomState(int(seed)), cancel), start="seeded"))
+            for run in runs:
+                starts += 1
+                if best is None or run["inertia"] < best["inertia"]:
+                    best = run
+        return best, starts
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Nearest fitted centre of each new image's features."""
