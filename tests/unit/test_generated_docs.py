@@ -74,9 +74,43 @@ def test_every_result_gets_a_row_and_a_section(tmp_path):
     details = (ROOT / "docs" / "benchmarks.md").read_text()
     for entry in entries:
         assert f"### {gen.heading(entry)}" in details
-        if not entry.is_sweep:
-            assert f"(docs/benchmarks.md#{entry.anchor})" in readme
+        assert (f"(docs/benchmarks.md#{entry.anchor})" in readme) == gen.is_headline(entry)
     assert len({entry.anchor for entry in entries}) == len(entries)
+
+
+def test_the_readme_shows_headline_runs_and_benchmarks_md_every_run(tmp_path):
+    """Ablations (a paper's baselines), runs on part of a data set and boot sweeps stay out of the README's
+    table but keep their section; a weights file shows by its name; a paper's k-means row is not put beside
+    k-means on a network's features."""
+    root = tmp_path
+    (root / "docs" / "results").mkdir(parents=True)
+    stats = {"acc": 0.5, "nmi": 0.25, "ari": 0.125, "seconds": 1.0}
+
+    def result(method, options):
+        return {"benchmark": "mnist", "method": method, "protocol": "quick", "n_images": 10,
+                "runs": [{"seed": 0, **stats}], "mean": stats, "std": stats,
+                "recorded": {"command": f"photocluster --headless --benchmark mnist --method {method} {options}"}}
+
+    results = [result("ccnn", "-p drift_compensation=true"), result("ccnn", "-p drift_compensation=false"),
+               result("ccnn", "-p variant=baseline2"), result("mmdc", "--limit 5000"),
+               result("kmeans", "-p features=mobilenet_v2 --weights /some/where/w.pth"), result("kmeans", "")]
+    (root / "docs" / "results" / "a.json").write_text(json.dumps(results))
+    (root / "README.md").write_text("<!-- results:begin -->\n<!-- results:end -->\n")
+    (root / "docs" / "benchmarks.md").write_text("<!-- details:begin -->\n<!-- details:end -->\n"
+                                                 "<!-- corrections:begin -->\n<!-- corrections:end -->\n"
+                                                 "<!-- photo-runs:begin -->\n<!-- photo-runs:end -->\n")
+    assert gen.main(["--root", str(root)]) == 0
+    readme = (root / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| [`")]
+    assert len(rows) == 3, rows
+    assert "drift_compensation=true" in readme and "drift_compensation=false" not in readme
+    assert "baseline2" not in readme and "limit=5000" not in readme
+    assert "weights=w.pth" in readme and "/some/where" not in readme
+    features_row = next(row for row in rows if "features=mobilenet_v2" in row)
+    pixels_row = next(row for row in rows if "kmeans" in row and "features=" not in row)
+    assert "| 0.5723 |" in pixels_row and "| 0.5723 |" not in features_row  # DAC's Table 2 k-means on MNIST
+    details = (root / "docs" / "benchmarks.md").read_text()
+    assert details.count("### ") == len(results)
 
 
 def test_generic_over_methods_datasets_and_paper_rows(tmp_path):
