@@ -49,7 +49,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--benchmark", required=True, help="digits, mnist, fashion-mnist, … or folder:DIR")
     p.add_argument("--method", required=True, help="one method or a comma-separated list")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0 … S-1 (default 3)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 … S-1 (default 3), or from --seed on")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0): seeds of one study can run as "
+                   "separate processes, one per core")
     p.add_argument("--data-dir", help="folder with the data set's files")
     p.add_argument("--limit", type=int, help="use only the first N images (MNIST: 10000)")
     p.add_argument("--fractions", default="0.01,0.05", help="corrections as fractions of the images")
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-corrections-") as tmp:
         for method in methods:
             cls = method_class(method)
-            for seed in range(args.seeds):
+            for seed in range(args.seed, args.seed + args.seeds):
                 params = {**cls.protocol_params(args.protocol, dataset), **overrides[method], "n_clusters": k,
                           "random_state": seed}
                 for record in run_one(method, params, dataset, seed, fractions, Path(tmp)):
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
         import shlex
 
-        recorded = _run_metadata({"runs": [{"seed": s} for s in range(args.seeds)]})
+        recorded = _run_metadata({"runs": [{"seed": s} for s in range(args.seed, args.seed + args.seeds)]})
         recorded["command"] = shlex.join(["python", "scripts/bench_corrections.py", *(argv or sys.argv[1:])])
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps({"kind": "corrections", "benchmark": args.benchmark,
