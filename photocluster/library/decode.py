@@ -543,8 +543,10 @@ class LibraryDecoder:
                     _write_back_and_release(slots)
                 done_rows += len(rows_of_hash[content_hash])
                 if throttle.ready() or finished == len(to_decode):
+                    # The photo at work; the last event carries none (see scan.py: not a closing sentence).
                     yield ProgressEvent("decode", done_rows, total, eta_seconds=eta.eta(finished),
-                                        message=display_path(self.photos[index].path.name))
+                                        message=(display_path(self.photos[index].path.name)
+                                                 if finished < len(to_decode) else None))
             slots.flush()
 
             # 3. Every copy of a failed content is reported; the rest become the library's memmap.

@@ -654,7 +654,10 @@ class FolderScan:
                 else:
                     self.report.skipped.append(result)
                 if throttle.ready() or done == total:
-                    yield ProgressEvent("scan", done, total, message=display_path(path.name))
+                    # The file at work, not a closing sentence: the last event carries none, or the folder
+                    # mode would print the last file's name as if it were the scan's summary.
+                    yield ProgressEvent("scan", done, total,
+                                        message=display_path(path.name) if done < total else None)
         finally:
             if index is not None:
                 index.close()

@@ -116,6 +116,9 @@ def test_k_auto_estimates_and_says_how(tmp_path, capsys):
     assert int(match.group(1)) == 3
     clusters = _clusters(out)
     assert sorted(size for _, size in clusters) == [10, 10, 10]
+    # Only sentences on stdout: the last photo scanned or decoded is not printed as if it were a summary.
+    names = {path.name for path in folder.iterdir()}
+    assert not [line for line in out.splitlines() if line.strip() in names], out
 
 
 def test_bad_input_corpus_is_listed_with_reasons(tmp_path, capsys):
