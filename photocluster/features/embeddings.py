@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from photocluster.data.dataset import release_read_pages
-from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
+from photocluster.progress import NEVER_CANCELLED, CancelToken, EtaEstimator, ProgressEvent
 
 #: The last embeddings computed, with the array object and cache key they belong to (see embedding_steps).
 _recent: dict = {}
@@ -157,6 +157,8 @@ def embedding_steps(images: np.ndarray, backbone: str, weights: str | Path | Non
                 keys = [image_key(images[i]) if k is None else k for i, k in enumerate(keys)]
         torch_device = resolve_device(device)
         embedder.to(torch_device)
+        # Minutes for a large folder on a CPU: the bar says how long is left (from the batches so far).
+        eta = EtaEstimator(len(missing))
         for start in range(0, len(missing), batch_size):
             cancel.raise_if_cancelled()
             rows = missing[start:start + batch_size]
@@ -167,7 +169,8 @@ def embedding_steps(images: np.ndarray, backbone: str, weights: str | Path | Non
                     _write_entry(folder, keys[row], vector)
             if (start // batch_size) % 32 == 31:
                 release_read_pages(images)  # a pass over a large library must not keep every page it read
-            yield ProgressEvent("features", n_cached + start + len(rows), n)
+            yield ProgressEvent("features", n_cached + start + len(rows), n,
+                                eta_seconds=eta.eta(start + len(rows)))
         release_read_pages(images)
     seconds = time.perf_counter() - started
     norms = np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

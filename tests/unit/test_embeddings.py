@@ -147,3 +147,15 @@ def test_the_same_array_asked_again_in_one_run_is_neither_hashed_nor_read_again(
     other = run_to_end(embedding_steps(images.copy(), "mobilenet_v2", mobilenet_file, device="cpu",
                                        cache_root=tmp_path))
     assert len(hashed) == 4 and other is not first  # another array object: looked up in the cache as before
+
+
+def test_the_features_stage_says_how_long_is_left(mobilenet_file, tmp_path):
+    """Minutes for a large folder on a CPU: each batch's event carries the time left, 0 at the last."""
+    events = []
+    steps = embedding_steps(_images(10), "mobilenet_v2", mobilenet_file, device="cpu", cache_root=tmp_path,
+                            batch_size=4)
+    run_to_end(steps, events.append)
+    batches = [e for e in events if not e.message]
+    assert [e.step for e in batches] == [4, 8, 10]
+    assert all(e.eta_seconds is not None and e.eta_seconds >= 0 for e in batches)
+    assert batches[0].eta_seconds > 0 and batches[-1].eta_seconds == 0
