@@ -347,6 +347,18 @@ def render_corrections(entries: list[Entry], root: Path = ROOT) -> str:
     return "\n\n".join(sections) if sections else "No results stored yet."
 
 
+def _photo_memory_title(data: dict[str, Any]) -> str:
+    """The heading of one bench_photo_memory.py run: which path, which k, how many epochs."""
+    epochs = data.get("epochs")
+    k = data.get("k")
+    if data.get("method") == "recommended":
+        what = "Time and peak memory of the recommended path (k-means on pre-trained embeddings)"
+    else:
+        what = f"Peak memory of {data.get('method', '?')}'s {data.get('preset', '?')} preset"
+    return (f"### {what} by number of photos" + (f", k = {k}" if k is not None else "")
+            + (f" ({epochs} epoch{'s' if epochs != 1 else ''})" if epochs else ""))
+
+
 def _recorded_lines(rec: dict[str, Any], json_link: str) -> list[str]:
     return [f"- command: `{rec.get('command', 'not recorded')}`"
             + (f" with `OMP_NUM_THREADS={rec['omp_num_threads']}`" if rec.get("omp_num_threads") else ""),
@@ -377,14 +389,33 @@ def render_photo_runs(entries: list[Entry], root: Path = ROOT) -> str:
         sections.append("\n".join(lines))
     for path in sorted((root / RESULTS_DIR / "photo-memory").glob("*.json")):
         data = json.loads(path.read_text())
-        epochs = data.get("epochs")
-        lines = [f"### Peak memory of {data.get('method', '?')}'s {data.get('preset', '?')} preset by number of photos"
-                 + (f" ({epochs} epoch{'s' if epochs != 1 else ''})" if epochs else ""), ""]
+        lines = [_photo_memory_title(data), ""]
         lines += _recorded_lines(data.get("recorded", {}), f"[`photo-memory/{path.name}`](results/photo-memory/{path.name})")
-        lines.append("| photos | seconds | peak resident memory | exit code |")
-        lines.append("| --- | --- | --- | --- |")
-        for r in data.get("runs", []):
-            lines.append(f"| {count(r['photos'])} | {r['seconds']:.0f} | {r['peak_bytes'] / 2**30:.2f} GiB | {r['exit_code']} |")
+        runs = data.get("runs", [])
+        if data.get("fresh_home"):
+            lines += ["", "Every run starts from an empty cache: its seconds include decoding every photo"
+                      + (" and computing every embedding." if any("features_seconds" in r for r in runs) else ".")
+                      + (" They include the calibration estimate a person's run makes first." if data.get("estimate") else ""),
+                      ""]
+        with_features = any("features_seconds" in r or "k" in r for r in runs)
+        with_estimate = any("estimate" in r for r in runs)
+        if with_features:
+            lines.append("| photos | seconds | of which pre-trained features | k chosen | peak resident memory | exit code |"
+                         + (" estimate shown before clustering (time, peak) |" if with_estimate else ""))
+            lines.append("| --- | --- | --- | --- | --- | --- |" + (" --- |" if with_estimate else ""))
+        else:
+            lines.append("| photos | seconds | peak resident memory | exit code |")
+            lines.append("| --- | --- | --- | --- |")
+        for r in runs:
+            cells = [count(r["photos"]), f"{r['seconds']:.0f}"]
+            if with_features:
+                cells += ["-" if r.get("features_seconds") is None else f"{r['features_seconds']:.0f}",
+                          str(r.get("k", "-"))]
+            cells += [f"{r['peak_bytes'] / 2**30:.2f} GiB", str(r["exit_code"])]
+            if with_features and with_estimate:
+                estimate = r.get("estimate")
+                cells.append(f"{estimate['time']}, {estimate['peak']}" if estimate else "-")
+            lines.append("| " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) if sections else "No results stored yet."
 
