@@ -393,7 +393,7 @@ def render_photo_runs(entries: list[Entry], root: Path = ROOT) -> str:
         lines += _recorded_lines(data.get("recorded", {}), f"[`photo-memory/{path.name}`](results/photo-memory/{path.name})")
         runs = data.get("runs", [])
         if data.get("fresh_home"):
-            lines += ["", "Every run starts from an empty cache: its seconds include decoding every photo"
+            lines += ["Every run starts from an empty cache: its seconds include decoding every photo"
                       + (" and computing every embedding." if any("features_seconds" in r for r in runs) else ".")
                       + (" They include the calibration estimate a person's run makes first." if data.get("estimate") else ""),
                       ""]
