@@ -94,3 +94,32 @@ def release_read_pages(images: np.ndarray) -> None:
         mapping.madvise(mmap.MADV_DONTNEED)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+#: Images read from a memory-mapped library between two releases of its pages (:class:`PageReleasingReader`).
+RELEASE_EVERY_IMAGES = 1024
+
+
+class PageReleasingReader:
+    """Reads batches of an image array (``reader[index]`` is ``images[index]``) and lets go of a memory-mapped
+    library's pages every ``RELEASE_EVERY_IMAGES`` images read (:func:`release_read_pages`).
+
+    For a method that reads a library many times over (trunk passes, mini-batches, re-labelling): without it
+    every page read stays resident — measured on 224-px photo folders, 0.15 MiB a photo (a 20,000-photo run
+    would hold 3 GB of them). Rows are copies, so releasing never invalidates a batch already read.
+    """
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+        self._since_release = 0
+
+    def __getitem__(self, index) -> np.ndarray:
+        batch = self.images[index]
+        self._since_release += len(batch)
+        if self._since_release >= RELEASE_EVERY_IMAGES:
+            self.release()
+        return batch
+
+    def release(self) -> None:
+        release_read_pages(self.images)
+        self._since_release = 0

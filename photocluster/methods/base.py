@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
-from photocluster.data.dataset import ImageDataset
+from photocluster.data.dataset import ImageDataset, PageReleasingReader
 from photocluster.methods.constraints import Constraints
 from photocluster.progress import NEVER_CANCELLED, CancelToken, ProgressEvent
 
@@ -160,6 +160,19 @@ class ClusteringMethod:
     def fit_predict(self, dataset: ImageDataset, cancel: CancelToken = NEVER_CANCELLED,
                     constraints: Constraints | None = None) -> np.ndarray:
         return self.fit(dataset, cancel=cancel, constraints=constraints).labels_
+
+    def _reader_for(self, images: np.ndarray) -> PageReleasingReader:
+        """A reader of ``images`` that lets go of a memory-mapped library's pages as it goes — for methods
+        that read the library again and again (trunk passes, mini-batches, rounds): every page read would
+        otherwise stay resident, 0.15 MiB a 224-px photo (measured: CCNN on 5,000 photos peaked 1.07 GiB
+        above 1,000)."""
+        if getattr(self, "_reader", None) is None or self._reader.images is not images:
+            self._reader = PageReleasingReader(images)
+        return self._reader
+
+    def _read(self, images: np.ndarray, index) -> np.ndarray:
+        """``images[index]`` through :meth:`_reader_for`."""
+        return self._reader_for(images)[index]
 
     def _keep_constraints(self, constraints: Constraints | None, scores: np.ndarray | None = None) -> None:
         """Make ``labels_`` keep the constraints (the last step of every ``fit_steps``): each must-link group

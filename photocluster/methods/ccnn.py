@@ -583,7 +583,7 @@ class CCNN(ClusteringMethod):
         """Network input of ``images[indices]`` (sorted indices): the kept trunk maps when there are some."""
         if self._maps is not None:
             return torch.from_numpy(self._maps[indices]).float().to(self._device)
-        return self._to_input(images[indices])
+        return self._to_input(self._read(images, indices))
 
     def _h(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.net_.features_from_map(inputs) if self._maps is not None else self.net_.features(inputs)
@@ -622,11 +622,12 @@ class CCNN(ClusteringMethod):
         with torch.no_grad():
             for start in range(0, count, step):
                 cancel.raise_if_cancelled()
-                chunk = self.net_.trunk(self._to_input(images[start : start + step]))
+                chunk = self.net_.trunk(self._to_input(self._read(images, slice(start, start + step))))
                 maps[start : start + step] = chunk.float().cpu().numpy().astype(np.float16)
                 if throttle.ready():
                     yield ProgressEvent("trunk", min(start + step, count), count,
                                         message="frozen trunk, once per image")
+        self._reader_for(images).release()
         self._maps = maps
         _keep_for_next_fit(images, key, maps)
 
@@ -1039,5 +1040,5 @@ class CCNN(ClusteringMethod):
             raise RuntimeError("ccnn: call fit first")
         labels = []
         for start in range(0, len(images), int(self.batch_size)):
-            labels.append(self._assign(self._features(images[start : start + int(self.batch_size)]))[0])
+            labels.append(self._assign(self._features(self._read(images, slice(start, start + int(self.batch_size)))))[0])
         return np.concatenate(labels)

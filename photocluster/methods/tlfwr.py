@@ -661,12 +661,13 @@ class TransferLearningClustering(ClusteringMethod):
         throttle = Throttle(0.5)
         with torch.no_grad():
             for start in range(0, n, batch):
-                x = net.to_input(images[start:start + batch], device)
+                x = net.to_input(self._read(images, slice(start, start + batch)), device)
                 maps[start:start + batch] = net.lower(x).float().cpu().numpy()
                 if throttle.ready():
                     cancel.raise_if_cancelled()
                     yield ProgressEvent("lower layers", min(start + batch, n), n, {},
                                         "frozen lower layers, once per image")
+        self._reader_for(images).release()
         return maps
 
     def _set_train_mode(self, net: nn.Module) -> None:
@@ -704,7 +705,7 @@ class TransferLearningClustering(ClusteringMethod):
                 if lower_maps is not None:
                     h = net.upper(torch.from_numpy(lower_maps[chunk]).to(device))
                 else:
-                    h = net.features(net.to_input(images[chunk], device))
+                    h = net.features(net.to_input(self._read(images, chunk), device))
                 p = torch.softmax(net.head(h), dim=1)
                 feats[start:start + len(chunk)] = h.float().cpu().numpy()[order]
                 probs[start:start + len(chunk)] = p.float().cpu().numpy()[order]
@@ -763,7 +764,7 @@ class TransferLearningClustering(ClusteringMethod):
                 if lower_maps is not None:
                     logits = net.head(net.upper(torch.from_numpy(lower_maps[chosen[sort]]).to(device)))
                 else:
-                    x = net.to_input(images[chosen[sort]], device)
+                    x = net.to_input(self._read(images, chosen[sort]), device)
                     if self.augment:
                         x = random_affine(x, generator)
                     logits = net(x)
