@@ -1,7 +1,7 @@
 """Time and peak resident memory of a method's photo run on 1,000, 5,000 and 20,000 photos: bounded by model and batch?
 
     python scripts/bench_photo_memory.py [--method mmdc|recommended|M] [--sizes 1000,5000,20000] [--epochs 1]
-        [-k 10|auto] [--weights FILE] [-p KEY=VALUE ...] [--estimate] [--work /tmp/photocluster-memory]
+        [-k 10|auto] [--weights FILE] [-p KEY=VALUE ...] [--estimate] [--again] [--work /tmp/photocluster-memory]
         [--output r.json]
 
 Writes synthetic photos (320 x 240 JPEGs of coloured shapes on textured backgrounds, in ten families) into
@@ -10,11 +10,13 @@ Writes synthetic photos (320 x 240 JPEGs of coloured shapes on textured backgrou
 time and peak resident memory (the process's and its decode workers' largest, from ``wait4``), and, where the
 run says them, the seconds spent on pre-trained features and the k it chose. ``--method recommended`` runs
 what a person gets without choosing (no ``-m``: k-means on the pre-trained embeddings; ``--weights FILE``
-names the weights, as the folder mode takes them). ``--estimate`` keeps the calibration estimate a person's
+names the weights, as the folder mode takes them). ``--again`` runs each folder a second time on the same
+cache, as a re-cluster does (decoded photos and embeddings read back, not computed). ``--estimate`` keeps the calibration estimate a person's
 run makes before training. ``--epochs`` shortens training for a memory check (the peak is reached in the
 first epoch: every epoch trains the same model on the same batch size); leave it out to time the real preset.
 Each run gets a PHOTOCLUSTER_HOME of its own under ``--work``, emptied first, so the user's catalog and cache
-are untouched and no run reuses another's decoded photos or embeddings: every figure is a first run.
+are untouched and no run reuses another's decoded photos or embeddings: every figure but ``--again``'s is a
+first run.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ def main() -> int:
     parser.add_argument("--weights", default=None, help="pre-trained weights file, as the folder mode takes it")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--estimate", action="store_true", help="keep the calibration estimate before training")
+    parser.add_argument("--again", action="store_true",
+                        help="run each folder a second time from the cache (what a re-cluster costs)")
     parser.add_argument("--work", default="/tmp/photocluster-memory")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
@@ -143,10 +147,15 @@ def main() -> int:
         home = work / f"home-{size}"
         shutil.rmtree(home, ignore_errors=True)
         row = {"photos": size, **run_once(folder_command(folder, args), home)}
+        if args.again:
+            # The same folder once more, as a Re-cluster runs it: decoded photos and embeddings from the cache.
+            row["again"] = run_once(folder_command(folder, args), home)
         rows.append(row)
         features = f"{row['features_seconds']:.0f}" if "features_seconds" in row else "-"
         print(f"{size:>7} {row['seconds']:>8.0f} {features:>10} {row.get('k', '-'):>3} "
-              f"{row['peak_bytes'] / 2**30:>6.2f} GB" + ("" if row["exit_code"] == 0 else f"  (failed: exit {row['exit_code']})"),
+              f"{row['peak_bytes'] / 2**30:>6.2f} GB" + ("" if row["exit_code"] == 0 else f"  (failed: exit {row['exit_code']})")
+              + (f"; again from the cache: {row['again']['seconds']:.0f} s, {row['again']['peak_bytes'] / 2**30:.2f} GB"
+                 if "again" in row else ""),
               flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps({"kind": "photo-memory", "method": args.method, "preset": "fast",

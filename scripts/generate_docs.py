@@ -399,10 +399,13 @@ def render_photo_runs(entries: list[Entry], root: Path = ROOT) -> str:
                       ""]
         with_features = any("features_seconds" in r or "k" in r for r in runs)
         with_estimate = any("estimate" in r for r in runs)
+        with_again = any("again" in r for r in runs)
         if with_features:
             lines.append("| photos | seconds | of which pre-trained features | k chosen | peak resident memory | exit code |"
-                         + (" estimate shown before clustering (time, peak) |" if with_estimate else ""))
-            lines.append("| --- | --- | --- | --- | --- | --- |" + (" --- |" if with_estimate else ""))
+                         + (" estimate shown before clustering (time, peak) |" if with_estimate else "")
+                         + (" again, from the cache: seconds, peak |" if with_again else ""))
+            lines.append("| --- | --- | --- | --- | --- | --- |" + (" --- |" if with_estimate else "")
+                         + (" --- |" if with_again else ""))
         else:
             lines.append("| photos | seconds | peak resident memory | exit code |")
             lines.append("| --- | --- | --- | --- |")
@@ -415,6 +418,9 @@ def render_photo_runs(entries: list[Entry], root: Path = ROOT) -> str:
             if with_features and with_estimate:
                 estimate = r.get("estimate")
                 cells.append(f"{estimate['time']}, {estimate['peak']}" if estimate else "-")
+            if with_features and with_again:
+                again = r.get("again")
+                cells.append(f"{again['seconds']:.0f}, {again['peak_bytes'] / 2**30:.2f} GiB" if again else "-")
             lines.append("| " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) if sections else "No results stored yet."

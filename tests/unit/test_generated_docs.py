@@ -180,12 +180,13 @@ def test_photo_presets_and_memory_runs_get_their_sections(tmp_path):
         {"kind": "photo-memory", "method": "recommended", "preset": "fast", "k": "auto", "epochs": None,
          "estimate": True, "fresh_home": True, "recorded": {},
          "runs": [{"photos": 20000, "seconds": 640.2, "features_seconds": 512.6, "k": 7,
-                   "peak_bytes": 1.25 * 2**30, "exit_code": 0, "estimate": {"time": "5 s", "peak": "1.1 GB"}}]}))
+                   "peak_bytes": 1.25 * 2**30, "exit_code": 0, "estimate": {"time": "5 s", "peak": "1.1 GB"},
+                   "again": {"seconds": 41.4, "peak_bytes": 1.5 * 2**30, "exit_code": 0}}]}))
     assert gen.main(["--root", str(root)]) == 0
     details = (root / "docs" / "benchmarks.md").read_text()
     assert ("### Time and peak memory of the recommended path (k-means on pre-trained embeddings) by number of "
             "photos, k = auto") in details
-    assert "| 20,000 | 640 | 513 | 7 | 1.25 GiB | 0 | 5 s, 1.1 GB |" in details
+    assert "| 20,000 | 640 | 513 | 7 | 1.25 GiB | 0 | 5 s, 1.1 GB | 41, 1.50 GiB |" in details
     assert "Every run starts from an empty cache" in details and "calibration estimate" in details
     assert "### The fast preset on photos-sample, k = 5: estimate against the real run" in details
     assert "`python scripts/bench_photo_presets.py --folder x` with `OMP_NUM_THREADS=1`" in details
