@@ -375,20 +375,14 @@ def test_the_next_fit_on_the_same_images_reuses_the_kept_trunk(random_mobilenet_
 def test_a_memory_mapped_library_has_its_pages_let_go_while_ccnn_reads_it(tmp_path, monkeypatch):
     """Every page read from a memmap stays resident until released: measured, a 5,000-photo folder peaked
     1.07 GiB above a 1,000-photo one. CCNN lets go of them every RELEASE_EVERY_IMAGES images it reads."""
-    from photocluster.data import dataset
+    from toy_images import as_memmapped_library
 
     data = _squares(per_class=200)
-    library = np.memmap(tmp_path / "library.u8", dtype=np.uint8, mode="w+", shape=data.images.shape)
-    library[:] = data.images
-    library.flush()
-    images = np.memmap(tmp_path / "library.u8", dtype=np.uint8, mode="r", shape=data.images.shape)
-    released = []
-    monkeypatch.setattr(dataset, "RELEASE_EVERY_IMAGES", 256)
-    monkeypatch.setattr(dataset, "release_read_pages", lambda array: released.append(array))
+    library, released = as_memmapped_library(data, tmp_path, monkeypatch, every=256)
     method = get_method("ccnn", **_small_params(epochs=1))
-    labels = method.fit_predict(ImageDataset("squares", images, data.labels))
+    labels = method.fit_predict(library)
     # one epoch reads the 600 images at least twice (the mini-batches, then the final labelling)
-    assert len(released) >= 2 * 600 // 256 and all(array is images for array in released)
+    assert len(released) >= 2 * 600 // 256 and all(array is library.images for array in released)
     # letting go of pages changes nothing but memory: the same labels as from the array in memory
     np.testing.assert_array_equal(labels, get_method("ccnn", **_small_params(epochs=1)).fit_predict(data))
 

@@ -374,16 +374,10 @@ def test_a_memory_mapped_library_has_its_pages_let_go_while_tlfwr_reads_it(tmp_p
     """The rounds read the library again and again; every page read would stay resident (measured on photo
     folders: 0.15 MiB a 224-px photo). tlfwr reads through the reader that lets go of them, and the result
     is the one from the array in memory."""
-    from photocluster.data import dataset
+    from toy_images import as_memmapped_library
 
     data = three_blocks(n_per=40)
-    library = np.memmap(tmp_path / "library.u8", dtype=np.uint8, mode="w+", shape=data.images.shape)
-    library[:] = data.images
-    library.flush()
-    images = np.memmap(tmp_path / "library.u8", dtype=np.uint8, mode="r", shape=data.images.shape)
-    released = []
-    monkeypatch.setattr(dataset, "RELEASE_EVERY_IMAGES", 64)
-    monkeypatch.setattr(dataset, "release_read_pages", lambda array: released.append(array))
-    labels = smoke().fit_predict(ImageDataset("blocks", images, data.labels))
-    assert len(released) >= 120 // 64 and all(array is images for array in released)
+    library, released = as_memmapped_library(data, tmp_path, monkeypatch, every=64)
+    labels = smoke().fit_predict(library)
+    assert len(released) >= 120 // 64 and all(array is library.images for array in released)
     np.testing.assert_array_equal(labels, smoke().fit_predict(data))

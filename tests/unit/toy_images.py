@@ -33,3 +33,18 @@ def quadrant_images(n_per_class: int, side: int = 16, seed: int = 0) -> ImageDat
             images.append(np.clip(img, 0, 255).astype(np.uint8))
             labels.append(c)
     return ImageDataset("quadrants", np.stack(images)[..., None], np.array(labels))
+
+
+def as_memmapped_library(dataset: ImageDataset, folder, monkeypatch, every: int) -> tuple[ImageDataset, list]:
+    """``dataset`` with its images in a read-only memmap (as a photo library is), and the list that every
+    release of its pages is appended to (releases after ``every`` images read, instead of 1,024)."""
+    from photocluster.data import dataset as dataset_module
+
+    library = np.memmap(folder / "library.u8", dtype=np.uint8, mode="w+", shape=dataset.images.shape)
+    library[:] = dataset.images
+    library.flush()
+    images = np.memmap(folder / "library.u8", dtype=np.uint8, mode="r", shape=dataset.images.shape)
+    released: list = []
+    monkeypatch.setattr(dataset_module, "RELEASE_EVERY_IMAGES", every)
+    monkeypatch.setattr(dataset_module, "release_read_pages", released.append)
+    return ImageDataset(dataset.name, images, dataset.labels), released
