@@ -11,9 +11,10 @@ time and peak resident memory (the process's and its decode workers' largest, fr
 run says them, the seconds spent on pre-trained features and the k it chose. ``--method recommended`` runs
 what a person gets without choosing (no ``-m``: k-means on the pre-trained embeddings; ``--weights FILE``
 names the weights, as the folder mode takes them). ``--again`` runs each folder a second time on the same
-cache, as a re-cluster does (decoded photos and embeddings read back, not computed). ``--estimate`` keeps the calibration estimate a person's
-run makes before training. ``--epochs`` shortens training for a memory check (the peak is reached in the
-first epoch: every epoch trains the same model on the same batch size); leave it out to time the real preset.
+cache, as a re-cluster does (decoded photos and embeddings read back, not computed). ``--estimate`` keeps the
+calibration estimate a person's run makes before training. ``--epochs`` shortens training for a memory
+check (the peak is reached in the first epoch: every epoch trains the same model on the same batch size);
+leave it out to time the real preset.
 Each run gets a PHOTOCLUSTER_HOME of its own under ``--work``, emptied first, so the user's catalog and cache
 are untouched and no run reuses another's decoded photos or embeddings: every figure but ``--again``'s is a
 first run.
@@ -153,7 +154,8 @@ def main() -> int:
         rows.append(row)
         features = f"{row['features_seconds']:.0f}" if "features_seconds" in row else "-"
         print(f"{size:>7} {row['seconds']:>8.0f} {features:>10} {row.get('k', '-'):>3} "
-              f"{row['peak_bytes'] / 2**30:>6.2f} GB" + ("" if row["exit_code"] == 0 else f"  (failed: exit {row['exit_code']})")
+              f"{row['peak_bytes'] / 2**30:>6.2f} GB"
+              + ("" if row["exit_code"] == 0 else f"  (failed: exit {row['exit_code']})")
               + (f"; again from the cache: {row['again']['seconds']:.0f} s, {row['again']['peak_bytes'] / 2**30:.2f} GB"
                  if "again" in row else ""),
               flush=True)
